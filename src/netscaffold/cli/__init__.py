@@ -1,0 +1,1 @@
+"""The command line. Each module registers its commands; heavy imports stay inside the commands."""

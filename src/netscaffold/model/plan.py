@@ -1,0 +1,340 @@
+"""Plans: the ordered, validated difference between two network configurations.
+
+A plan is data. The scaffolder and the refiner produce one; only a backend applies one. Applying is
+idempotent: an add of an item that is already there unchanged, or a remove of an item already gone, is a
+no-op, so the same plan applied twice gives the same config.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from netscaffold.errors import PlanError, TopologyError
+from netscaffold.model.config import (
+    KIND_ORDER,
+    ConfigItem,
+    FirewallRule,
+    FlowMatch,
+    ItemKey,
+    NetworkConfig,
+    Origin,
+    Reservation,
+    Route,
+    VirtualCircuit,
+    is_provisional,
+)
+from netscaffold.model.topology import LinkKey, Topology
+
+_RATE_TOLERANCE = 1e-9
+
+
+class OpKind(StrEnum):
+    ADD = "add"
+    UPDATE = "update"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOp:
+    """One step. ``item`` is the new item (add, update) or the one removed; ``previous`` the old one."""
+
+    kind: OpKind
+    item: ConfigItem
+    previous: ConfigItem | None = None
+
+    def describe(self) -> str:
+        return f"{self.kind.value} {self.item.describe()}"
+
+
+@dataclass(frozen=True)
+class ProvisionalBudget:
+    """Limits on provisional (predicted) state.
+
+    ``rule_slots_per_device``: provisional table entries a device may hold (``per_device`` overrides it);
+    ``link_fraction``: the share of a link's capacity that provisional reservations and circuits may take.
+    """
+
+    rule_slots_per_device: int = 1024
+    link_fraction: float = 0.5
+    per_device: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.rule_slots_per_device < 0:
+            raise PlanError(
+                f"rule_slots_per_device must be >= 0, got {self.rule_slots_per_device}",
+                field="rule_slots_per_device",
+            )
+        if not 0.0 <= self.link_fraction <= 1.0:
+            raise PlanError(
+                f"link_fraction must be within 0..1, got {self.link_fraction}",
+                field="link_fraction",
+            )
+        for device, slots in self.per_device.items():
+            if slots < 0:
+                raise PlanError(f"slots must be >= 0, got {slots}", element=f"device {device!r}")
+
+    def slots_for(self, device: str) -> int:
+        return self.per_device.get(device, self.rule_slots_per_device)
+
+
+def _kind_rank(item: ConfigItem) -> int:
+    return KIND_ORDER.index(item.key[0])
+
+
+@dataclass(frozen=True)
+class Plan:
+    ops: tuple[PlanOp, ...] = ()
+    allow_confirmed_changes: bool = False
+    """Scaffolding plans may not touch confirmed or static items; refinement plans may."""
+
+    @classmethod
+    def between(
+        cls,
+        current: NetworkConfig,
+        desired: NetworkConfig,
+        *,
+        allow_confirmed_changes: bool = False,
+    ) -> Plan:
+        removes: list[PlanOp] = []
+        updates: list[PlanOp] = []
+        adds: list[PlanOp] = []
+        for key, item in current.items.items():
+            if key not in desired.items:
+                removes.append(PlanOp(OpKind.REMOVE, item))
+        for key, item in desired.items.items():
+            old = current.items.get(key)
+            if old is None:
+                adds.append(PlanOp(OpKind.ADD, item))
+            elif old != item:
+                updates.append(PlanOp(OpKind.UPDATE, item, previous=old))
+        return cls.of(removes + updates + adds, allow_confirmed_changes=allow_confirmed_changes)
+
+    @classmethod
+    def of(cls, ops: Iterable[PlanOp], *, allow_confirmed_changes: bool = False) -> Plan:
+        """Order ops deterministically: removes (routes first), updates, then adds (routes last)."""
+        op_list = list(ops)
+        seen: set[ItemKey] = set()
+        for op in op_list:
+            if op.item.key in seen:
+                raise PlanError("item appears twice in one plan", element=op.item.describe())
+            seen.add(op.item.key)
+
+        def order(op: PlanOp) -> tuple[int, int, ItemKey]:
+            rank = _kind_rank(op.item)
+            if op.kind is OpKind.REMOVE:
+                return (0, -rank, op.item.key)
+            return (1 if op.kind is OpKind.UPDATE else 2, rank, op.item.key)
+
+        return cls(tuple(sorted(op_list, key=order)), allow_confirmed_changes)
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.ops
+
+    def count(self, kind: OpKind) -> int:
+        return sum(1 for op in self.ops if op.kind is kind)
+
+    def inverse(self) -> Plan:
+        """The plan that undoes this one on the config it was made from."""
+        undo: list[PlanOp] = []
+        for op in self.ops:
+            if op.kind is OpKind.ADD:
+                undo.append(PlanOp(OpKind.REMOVE, op.item))
+            elif op.kind is OpKind.REMOVE:
+                undo.append(PlanOp(OpKind.ADD, op.item))
+            else:
+                assert op.previous is not None
+                undo.append(PlanOp(OpKind.UPDATE, op.previous, previous=op.item))
+        return Plan.of(undo, allow_confirmed_changes=True)
+
+    def apply_to(self, config: NetworkConfig) -> NetworkConfig:
+        """The config after this plan (pure). A stale plan raises :class:`PlanError`."""
+        items = dict(config.items)
+        for op in self.ops:
+            key = op.item.key
+            present = items.get(key)
+            if op.kind is OpKind.ADD:
+                if present is not None and present != op.item:
+                    raise PlanError(
+                        "add of an item that exists with other values", element=op.item.describe()
+                    )
+                items[key] = op.item
+            elif op.kind is OpKind.REMOVE:
+                items.pop(key, None)
+            else:
+                if present is None:
+                    raise PlanError("update of an item that is not there", element=op.item.describe())
+                if present not in (op.previous, op.item):
+                    raise PlanError(
+                        "update of an item that changed since the plan was made",
+                        element=op.item.describe(),
+                    )
+                items[key] = op.item
+        return NetworkConfig(items)
+
+    def validate(
+        self,
+        topology: Topology,
+        budget: ProvisionalBudget | None = None,
+        current: NetworkConfig | None = None,
+    ) -> NetworkConfig:
+        """Check this plan against ``current`` (default empty); return the resulting config.
+
+        Refuses, naming the item: items on unknown devices or links, next hops that are not neighbours,
+        links whose reservations and circuits exceed capacity (or, for provisional ones, the budget's
+        share), provisional entries beyond a device's slots, and changes to confirmed/static items or
+        permits that a confirmed drop forbids (unless ``allow_confirmed_changes``).
+        """
+        base = current if current is not None else NetworkConfig()
+        if not self.allow_confirmed_changes:
+            self._check_confirmed_untouched()
+        result = self.apply_to(base)
+        touched = {op.item.key for op in self.ops if op.kind is not OpKind.REMOVE}
+        for op in self.ops:
+            if op.kind is not OpKind.REMOVE:
+                _check_against_topology(op.item, topology)
+        _check_link_commitment(result, topology, budget, touched)
+        if budget is not None:
+            _check_device_slots(result, budget, touched)
+        if not self.allow_confirmed_changes:
+            _check_firewall_conflicts(self, result)
+        return result
+
+    def _check_confirmed_untouched(self) -> None:
+        for op in self.ops:
+            old = op.previous if op.kind is OpKind.UPDATE else op.item
+            if op.kind is OpKind.ADD or old is None:
+                continue
+            if old.origin in (Origin.CONFIRMED, Origin.STATIC):
+                raise PlanError(
+                    f"would {op.kind.value} a {old.origin.value} item (only refinement plans may)",
+                    element=old.describe(),
+                )
+
+
+def _check_against_topology(item: ConfigItem, topology: Topology) -> None:
+    where = item.describe()
+    try:
+        for device in item.devices():
+            topology.node(device)
+        if isinstance(item, Route):
+            for hop in item.next_hops:
+                if (item.device, hop.via) not in topology.links:
+                    raise PlanError(
+                        f"next hop {hop.via!r} is not a neighbour of {item.device!r}", element=where
+                    )
+        elif isinstance(item, Reservation | VirtualCircuit):
+            topology.path_links(item.path)
+    except TopologyError as exc:
+        raise PlanError(f"{exc.location.element}: {exc.reason}", element=where) from None
+
+
+def _check_link_commitment(
+    result: NetworkConfig,
+    topology: Topology,
+    budget: ProvisionalBudget | None,
+    touched: set[ItemKey],
+) -> None:
+    total: dict[LinkKey, float] = defaultdict(float)
+    provisional: dict[LinkKey, float] = defaultdict(float)
+    blame: dict[LinkKey, ConfigItem] = {}
+    for item in result:
+        if not isinstance(item, Reservation | VirtualCircuit):
+            continue
+        for link_key in item.link_keys():
+            total[link_key] += item.rate_bps
+            if is_provisional(item):
+                provisional[link_key] += item.rate_bps
+            if item.key in touched or link_key not in blame:
+                blame[link_key] = item
+    for link_key, committed in total.items():
+        link = topology.links.get(link_key)
+        if link is None:
+            continue  # an untouched item on a vanished link is the refiner's business
+        culprit = blame[link_key]
+        if committed > link.capacity_bps * (1 + _RATE_TOLERANCE):
+            raise PlanError(
+                f"over-commits {link}: {committed:.6g} bit/s reserved > capacity "
+                f"{link.capacity_bps:.6g} bit/s",
+                element=culprit.describe(),
+            )
+        if budget is not None:
+            share = budget.link_fraction * link.capacity_bps
+            if provisional[link_key] > share * (1 + _RATE_TOLERANCE):
+                raise PlanError(
+                    f"provisional reservations on {link} reach {provisional[link_key]:.6g} bit/s, "
+                    f"above the budget of {budget.link_fraction:g} x capacity = {share:.6g} bit/s",
+                    element=culprit.describe(),
+                )
+
+
+def provisional_entries_per_device(config: NetworkConfig) -> dict[str, int]:
+    """Provisional table entries held by each device."""
+    counts: dict[str, int] = defaultdict(int)
+    for item in config:
+        if is_provisional(item):
+            for device in item.devices():
+                counts[device] += 1
+    return dict(counts)
+
+
+def _check_device_slots(result: NetworkConfig, budget: ProvisionalBudget, touched: set[ItemKey]) -> None:
+    counts = provisional_entries_per_device(result)
+    for device, used in counts.items():
+        slots = budget.slots_for(device)
+        if used > slots:
+            culprit = next(
+                (
+                    item
+                    for item in result
+                    if item.key in touched and is_provisional(item) and device in item.devices()
+                ),
+                None,
+            )
+            raise PlanError(
+                f"device {device!r} would hold {used} provisional entries, budget {slots}",
+                element=culprit.describe() if culprit else f"device {device!r}",
+            )
+
+
+def _covers(broad: FlowMatch, narrow: FlowMatch) -> bool:
+    return all(
+        b is None or b == n
+        for b, n in (
+            (broad.src, narrow.src),
+            (broad.dst, narrow.dst),
+            (broad.proto, narrow.proto),
+            (broad.dst_port, narrow.dst_port),
+        )
+    )
+
+
+def _check_firewall_conflicts(plan: Plan, result: NetworkConfig) -> None:
+    drops: dict[str, list[FirewallRule]] = defaultdict(list)
+    for item in result:
+        if (
+            isinstance(item, FirewallRule)
+            and item.action == "drop"
+            and item.origin in (Origin.CONFIRMED, Origin.STATIC)
+        ):
+            drops[item.device].append(item)
+    if not drops:
+        return
+    for op in plan.ops:
+        rule = op.item
+        if op.kind is OpKind.REMOVE or not isinstance(rule, FirewallRule):
+            continue
+        if rule.action != "accept" or not is_provisional(rule):
+            continue
+        for drop in drops.get(rule.device, ()):
+            if _covers(drop.match, rule.match):
+                raise PlanError(
+                    f"conflicts with {drop.origin.value} rule: {drop.describe()}",
+                    element=rule.describe(),
+                )

@@ -1,0 +1,98 @@
+"""Candidate paths: the one place where path computation lives (predict, scaffold and the emulator).
+
+Paths are node tuples from a source node to a destination node. Weights are link ``cost`` by default;
+a per-link utilisation array can inflate costs so that busy links are avoided.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from netscaffold.errors import TopologyError
+from netscaffold.model.topology import LinkKey, Topology
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+Path = tuple[str, ...]
+
+
+def _weight_fn(utilisation: Mapping[LinkKey, float] | None, alpha: float) -> str | object:
+    if not utilisation:
+        return "cost"
+
+    def weight(u: str, v: str, attrs: Mapping[str, float]) -> float:
+        load = min(max(utilisation.get((u, v), 0.0), 0.0), 0.99)
+        return attrs["cost"] * (1.0 + alpha * load / (1.0 - load))
+
+    return weight
+
+
+@dataclass
+class PathFinder:
+    """Cached path queries over one topology.
+
+    ``ecmp(src, dst)``: every least-cost path (equal-cost multipath), in a deterministic order;
+    ``k_shortest(src, dst, k)``: the k loop-free paths of least cost (Yen, via networkx).
+    """
+
+    topology: Topology
+    max_ecmp: int = 16
+    _graph: nx.DiGraph = field(init=False, repr=False)
+    _ecmp_cache: dict[tuple[str, str], list[Path]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._graph = self.topology.to_networkx()
+
+    def _check(self, src: str, dst: str) -> None:
+        self.topology.node(src)
+        self.topology.node(dst)
+        if src == dst:
+            raise TopologyError("source and destination are the same node", element=f"node {src!r}")
+
+    def ecmp(self, src: str, dst: str) -> list[Path]:
+        key = (src, dst)
+        cached = self._ecmp_cache.get(key)
+        if cached is not None:
+            return cached
+        import networkx as nx
+
+        self._check(src, dst)
+        try:
+            found = itertools.islice(
+                nx.all_shortest_paths(self._graph, src, dst, weight="cost"), self.max_ecmp * 8
+            )
+            paths = sorted(tuple(p) for p in found)[: self.max_ecmp]
+        except nx.NetworkXNoPath:
+            raise TopologyError(f"no path from {src!r} to {dst!r}", element=f"pair {src}->{dst}") from None
+        self._ecmp_cache[key] = paths
+        return paths
+
+    def k_shortest(
+        self,
+        src: str,
+        dst: str,
+        k: int,
+        utilisation: Mapping[LinkKey, float] | None = None,
+        alpha: float = 1.0,
+    ) -> list[Path]:
+        import networkx as nx
+
+        self._check(src, dst)
+        if k < 1:
+            raise TopologyError(f"k must be >= 1, got {k}")
+        weight = _weight_fn(utilisation, alpha)
+        try:
+            gen = nx.shortest_simple_paths(self._graph, src, dst, weight=weight)
+            return [tuple(p) for p in itertools.islice(gen, k)]
+        except nx.NetworkXNoPath:
+            raise TopologyError(f"no path from {src!r} to {dst!r}", element=f"pair {src}->{dst}") from None
+
+    def path_cost(self, path: Path) -> float:
+        return sum(link.cost for link in self.topology.path_links(path))
+
+    def path_delay_s(self, path: Path) -> float:
+        return sum(link.delay_s for link in self.topology.path_links(path))
