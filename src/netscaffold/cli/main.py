@@ -19,8 +19,6 @@ from netscaffold.errors import EXIT_BAD_INPUT, NetscaffoldError
 
 # Modules that add commands; each exposes ``register(app)``. Later stages add theirs here.
 COMMAND_MODULES: tuple[str, ...] = (
-    "netscaffold.cli.topology",
-    "netscaffold.cli.traffic",
     "netscaffold.cli.config",
     "netscaffold.cli.run",
 )
