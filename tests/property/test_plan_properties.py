@@ -39,9 +39,7 @@ def items(draw: st.DrawFn) -> Route | FirewallRule | Reservation:
 
 
 def configs() -> st.SearchStrategy[NetworkConfig]:
-    return st.lists(items(), max_size=12).map(
-        lambda xs: NetworkConfig({item.key: item for item in xs})
-    )
+    return st.lists(items(), max_size=12).map(lambda xs: NetworkConfig({item.key: item for item in xs}))
 
 
 @given(configs())

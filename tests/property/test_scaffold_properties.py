@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.helpers.topologies import two_tier
 
 from netscaffold.model import (
     NetworkConfig,
@@ -16,8 +17,7 @@ from netscaffold.model import (
     Route,
     VirtualCircuit,
 )
-from netscaffold.scaffold import ScaffoldPolicy, Scaffolder
-from tests.helpers.topologies import two_tier
+from netscaffold.scaffold import Scaffolder, ScaffoldPolicy
 
 TOPO = two_tier(link_bps=100e6, hosts_per_leaf=3)
 ENDPOINTS = sorted(TOPO.endpoints)

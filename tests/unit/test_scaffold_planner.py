@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.helpers.topologies import two_tier
 
 from netscaffold.model import (
     NetworkConfig,
@@ -17,8 +18,7 @@ from netscaffold.model import (
     VirtualCircuit,
 )
 from netscaffold.model.config import FirewallRule
-from netscaffold.scaffold import ScaffoldPolicy, Scaffolder
-from tests.helpers.topologies import two_tier
+from netscaffold.scaffold import Scaffolder, ScaffoldPolicy
 
 
 def predicted(
@@ -59,7 +59,8 @@ def test_all_four_actions(topo: Topology) -> None:
     assert vc.path == resv.path  # a guaranteed path is pinned
     fw = [i for i in result.desired if isinstance(i, FirewallRule)]
     if "s1" in vc.path:
-        assert fw and fw[0].match.dst_port == 443
+        assert fw
+        assert fw[0].match.dst_port == 443
     for item in result.desired:
         assert item.origin is Origin.PREDICTED
         assert item.expires_at == pytest.approx(10.0 + 5 + scaffolder.policy.ttl_margin_s)
@@ -86,7 +87,8 @@ def test_idempotent_and_renewal(topo: Topology) -> None:
     assert scaffolder.plan(graph, current, now_s=1.0).plan.is_empty
     # once an expiry no longer covers the horizon the items are renewed
     later = scaffolder.plan(graph, current, now_s=3.0)
-    assert later.plan.ops and all(op.kind.value == "update" for op in later.plan.ops)
+    assert later.plan.ops
+    assert all(op.kind.value == "update" for op in later.plan.ops)
 
 
 def test_unlikely_pairs_are_not_scaffolded_and_stale_ones_removed(topo: Topology) -> None:
