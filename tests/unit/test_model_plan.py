@@ -71,7 +71,7 @@ def test_provisional_link_share_is_budgeted(line: Topology) -> None:
     resv = Reservation("a->b", ("h1", "fw"), 60e6, Origin.PREDICTED, 5.0)
     plan = Plan.between(NetworkConfig(), NetworkConfig.of([resv]))
     plan.validate(line)  # fits the link
-    with pytest.raises(PlanError, match="above the budget of 0.5 x capacity"):
+    with pytest.raises(PlanError, match=r"above the budget of 0\.5 x capacity"):
         plan.validate(line, ProvisionalBudget(link_fraction=0.5))
 
 
@@ -110,7 +110,7 @@ def test_items_checked_against_topology(line: Topology) -> None:
     with pytest.raises(PlanError, match="next hop 'h2' is not a neighbour of 'h1'"):
         Plan.between(NetworkConfig(), NetworkConfig.of([bad_hop])).validate(line)
     bad_path = VirtualCircuit("vc1", "a->b", ("h1", "h2"), 1e6)
-    with pytest.raises(PlanError, match="circuit vc1 .*link h1->h2: no such link"):
+    with pytest.raises(PlanError, match=r"circuit vc1 .*link h1->h2: no such link"):
         Plan.between(NetworkConfig(), NetworkConfig.of([bad_path])).validate(line)
     unknown = FirewallRule("nowhere", FlowMatch(), "accept")
     with pytest.raises(PlanError, match="unknown node"):
