@@ -10,6 +10,7 @@ provisional entries are the ones evicted; confirmed and static items are never t
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -89,12 +90,28 @@ class Scaffolder:
         self.paths = path_finder or PathFinder(topology)
 
     # -- public ----------------------------------------------------------------------------------
-    def plan(self, predicted: PredictedGraph, current: NetworkConfig, now_s: float) -> ScaffoldResult:
+    def plan(
+        self,
+        predicted: PredictedGraph,
+        current: NetworkConfig,
+        now_s: float,
+        suppressed: Mapping[tuple[str, str], float] | None = None,
+    ) -> ScaffoldResult:
+        """The plan from ``current`` to the primed config for ``predicted`` at ``now_s``.
+
+        ``suppressed`` maps pairs to a time before which they are not scaffolded (the refiner's verdict on
+        scaffolding that went unused).
+        """
         horizon_s = predicted.horizon * predicted.step_s
         expires_at = now_s + horizon_s + self.policy.ttl_margin_s
         fixed = {k: v for k, v in current.items.items() if v.origin is not Origin.PREDICTED}
         skipped: dict[str, int] = defaultdict(int)
         candidates = self._candidates(predicted, fixed, horizon_s, expires_at, skipped)
+        if suppressed:
+            kept = [c for c in candidates if suppressed.get((c.src.id, c.dst.id), -math.inf) <= now_s]
+            if len(kept) < len(candidates):
+                skipped["suppressed by the refiner"] += len(candidates) - len(kept)
+            candidates = kept
         ledger = self._ledger(fixed)
         admitted: list[_Candidate] = []
         for cand in sorted(candidates, key=lambda c: (-c.net_benefit_s, c.src.id, c.dst.id)):
