@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netscaffold.errors import ConfigError
+from netscaffold.scenarios.spec import SCENARIO_DIR, load_scenario, scenario_path
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_default_loads() -> None:
+    spec = load_scenario(scenario_path("default"))
+    assert spec.name == "default"
+    assert spec.workload.kind == "microservices"
+    assert "oracle" in spec.strategies
+    assert scenario_path("default") == SCENARIO_DIR / "default.yaml"
+
+
+def test_unknown_key_names_key_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: x\nseed: 1\ntopology:\n  spines: 2\n  colour: red\n")
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert f"{path}:5" in message
+    assert "topology.colour" in message
+    assert "Extra inputs are not permitted" in message
+
+
+def test_wrong_type_names_key_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: x\nduration_s: soon\n")
+    with pytest.raises(ConfigError, match=r"s\.yaml:2: field 'duration_s'"):
+        load_scenario(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("strategies: [reactive, scaffold:crystal-ball]\n", "unknown strategy 'scaffold:crystal-ball'"),
+        ("budget:\n  rule_slots_per_device: -3\n", "greater than or equal to 0"),
+        ("budget:\n  link_fraction: 1.5\n", "less than or equal to 1"),
+        ("seed: [1, 2\n", "invalid YAML"),
+        ("- a\n- b\n", "a scenario must be a YAML mapping"),
+    ],
+)
+def test_bad_scenarios(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_scenario(write(tmp_path, text))
+
+
+def test_unknown_scenario_name() -> None:
+    with pytest.raises(ConfigError, match=r"unknown scenario 'nope' \(shipped: .*default"):
+        scenario_path("nope")
+    with pytest.raises(ConfigError, match="scenario file does not exist"):
+        scenario_path("missing.yaml")
