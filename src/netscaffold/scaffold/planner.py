@@ -223,7 +223,9 @@ class Scaffolder:
         items = [item for item in items if item.key not in fixed]
         routes = mk.route_contributions(paths, probability)
         hops = len(top_path) - 1
-        saved_s = self.cost_model.setup_cost_s(hops, len(firewalls), qos.needs_reservation)
+        saved_s = self.cost_model.setup_delay_s(
+            hops, len(firewalls), qos.needs_reservation or qos.needs_circuit
+        )
         entries = sum(len(item.devices()) for item in items) + sum(len(r) for r in routes.values())
         reserved_bps = sum(item.rate_bps for item in items if isinstance(item, Reservation | VirtualCircuit))
         net = (

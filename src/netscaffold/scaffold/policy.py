@@ -14,7 +14,7 @@ from netscaffold.model.plan import ProvisionalBudget
 class SetupCostModel(Protocol):
     """Estimated reactive setup delay that scaffolding a path saves."""
 
-    def setup_cost_s(self, hops: int, firewalls: int, reservation: bool) -> float: ...
+    def setup_delay_s(self, hops: int, firewalls: int, needs_admission: bool) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,12 @@ class LinearSetupCost:
     per_firewall_s: float = 0.002
     admission_s: float = 0.002
 
-    def setup_cost_s(self, hops: int, firewalls: int, reservation: bool) -> float:
+    def setup_delay_s(self, hops: int, firewalls: int, needs_admission: bool) -> float:
         return (
             self.base_s
             + self.per_hop_s * hops
             + self.per_firewall_s * firewalls
-            + (self.admission_s if reservation else 0.0)
+            + (self.admission_s if needs_admission else 0.0)
         )
 
 
