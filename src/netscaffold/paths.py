@@ -7,6 +7,7 @@ a per-link utilisation array can inflate costs so that busy links are avoided.
 from __future__ import annotations
 
 import itertools
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -43,6 +44,7 @@ class PathFinder:
     max_ecmp: int = 16
     _graph: nx.DiGraph = field(init=False, repr=False)
     _ecmp_cache: dict[tuple[str, str], list[Path]] = field(default_factory=dict, repr=False)
+    _dist_cache: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._graph = self.topology.to_networkx()
@@ -90,6 +92,40 @@ class PathFinder:
             return [tuple(p) for p in itertools.islice(gen, k)]
         except nx.NetworkXNoPath:
             raise TopologyError(f"no path from {src!r} to {dst!r}", element=f"pair {src}->{dst}") from None
+
+    def tree_path(self, src: str, dst: str) -> Path:
+        """One least-cost path chosen so that every source's path to ``dst`` follows the same next hop at
+        each node (a destination-rooted tree): the next hop of ``v`` is, among its least-cost next hops
+        toward ``dst``, the one with the smallest crc32 of ``"dst|hop"``. Destination-based routes can then
+        pin a pair to one path without another source to the same destination pulling it elsewhere."""
+        self._check(src, dst)
+        dist = self._dist_to(dst)
+        if src not in dist:
+            raise TopologyError(f"no path from {src!r} to {dst!r}", element=f"pair {src}->{dst}")
+        path = [src]
+        node = src
+        while node != dst:
+            best = [
+                nxt
+                for nxt in self._graph.successors(node)
+                if nxt in dist
+                and abs(self._graph[node][nxt]["cost"] + dist[nxt] - dist[node])
+                <= 1e-9 * max(1.0, dist[node])
+            ]
+            node = min(best, key=lambda hop: (zlib.crc32(f"{dst}|{hop}".encode()), hop))
+            path.append(node)
+        return tuple(path)
+
+    def _dist_to(self, dst: str) -> dict[str, float]:
+        cached = self._dist_cache.get(dst)
+        if cached is None:
+            import networkx as nx
+
+            cached = nx.single_source_dijkstra_path_length(
+                self._graph.reverse(copy=False), dst, weight="cost"
+            )
+            self._dist_cache[dst] = cached
+        return cached
 
     def path_cost(self, path: Path) -> float:
         return sum(link.cost for link in self.topology.path_links(path))

@@ -5,8 +5,14 @@ from __future__ import annotations
 from netscaffold.model import Endpoint, Link, Node, NodeKind, Topology
 
 
-def two_tier(link_bps: float = 1e9, *, firewall: bool = True, hosts_per_leaf: int = 2) -> Topology:
-    """Hosts under two leaves joined by two spines; spine s1 is a firewall when ``firewall``.
+def two_tier(
+    link_bps: float = 1e9,
+    *,
+    firewall: bool = True,
+    hosts_per_leaf: int = 2,
+    firewalls: tuple[str, ...] = ("s1",),
+) -> Topology:
+    """Hosts under two leaves joined by two spines; the ``firewalls`` spines are firewalls when ``firewall``.
 
     Endpoint ``e<host>`` sits on every host with address 198.18.0.<n>.
     """
@@ -15,7 +21,7 @@ def two_tier(link_bps: float = 1e9, *, firewall: bool = True, hosts_per_leaf: in
     hosts = [f"h{i}" for i in range(1, 2 * hosts_per_leaf + 1)]
     nodes = [Node(h, NodeKind.HOST) for h in hosts]
     nodes += [Node(leaf, NodeKind.SWITCH) for leaf in leaves]
-    nodes += [Node(s, NodeKind.FIREWALL if firewall and s == "s1" else NodeKind.SWITCH) for s in spines]
+    nodes += [Node(s, NodeKind.FIREWALL if firewall and s in firewalls else NodeKind.SWITCH) for s in spines]
     links: list[Link] = []
 
     def both(a: str, b: str) -> None:

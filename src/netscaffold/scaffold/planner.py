@@ -37,6 +37,7 @@ from netscaffold.scaffold.policy import LinearSetupCost, ScaffoldPolicy, SetupCo
 
 log = logging.getLogger(__name__)
 Path = tuple[str, ...]
+MIN_RESERVATION_BPS = 1e3
 
 
 @dataclass
@@ -145,7 +146,7 @@ class Scaffolder:
         skipped: dict[str, int],
     ) -> list[_Candidate]:
         p_any = predicted.any_activity()
-        out: list[_Candidate] = []
+        placed: list[tuple[int, Endpoint, Endpoint, float]] = []
         for index, (src_id, dst_id) in enumerate(predicted.pairs):
             src = self.topology.endpoints.get(src_id)
             dst = self.topology.endpoints.get(dst_id)
@@ -153,11 +154,17 @@ class Scaffolder:
                 skipped["unplaced or local pair"] += 1
                 continue
             qos = self.qos.lookup(src.app_name, dst.app_name)
-            risk = self.policy.risk(qos.name)
             probability = float(p_any[index])
-            if probability < risk.min_probability or probability <= 0.0:
-                continue
-            paths = self._pair_paths(predicted, index, src.host, dst.host)
+            if probability > 0.0 and probability >= self.policy.risk(qos.name).min_probability:
+                placed.append((index, src, dst, probability))
+        pinned = self._pinned_destinations(placed)
+        out: list[_Candidate] = []
+        for index, src, dst, probability in placed:
+            risk = self.policy.risk(self.qos.lookup(src.app_name, dst.app_name).name)
+            if dst.id in pinned:
+                paths = [(self.paths.tree_path(src.host, dst.host), 1.0)]
+            else:
+                paths = self._pair_paths(predicted, index, src.host, dst.host)
             q_index = _nearest_quantile(predicted.quantile_levels, risk.reserve_quantile)
             forecast_bps = float(np.max(predicted.bandwidth_bps[:, index, q_index]))
             cand = self._candidate(
@@ -176,6 +183,20 @@ class Scaffolder:
                 out.append(cand)
             else:
                 skipped["cost above benefit"] += 1
+        return out
+
+    def _pinned_destinations(self, placed: list[tuple[int, Endpoint, Endpoint, float]]) -> set[str]:
+        """Destinations that some candidate pair needs a guaranteed path to.
+
+        Routes match destinations only, so a reservation or circuit is on the path flows take only if every
+        source's route to that destination follows one tree: such destinations are pinned to
+        :meth:`PathFinder.tree_path` instead of being split over equal-cost paths.
+        """
+        out: set[str] = set()
+        for _, src, dst, _ in placed:
+            qos = self.qos.lookup(src.app_name, dst.app_name)
+            if qos.needs_reservation or qos.needs_circuit:
+                out.add(dst.id)
         return out
 
     def _pair_paths(
@@ -207,7 +228,10 @@ class Scaffolder:
         key = mk.flow_key(src.id, dst.id)
         top_path = paths[0][0]
         items: list[ConfigItem] = []
-        rate_bps = max(qos.min_bandwidth_bps, forecast_bps)
+        # Reservations are at the forecast quantile (what the pair is expected to carry), not the QoS
+        # class's nominal floor: the refiner resizes them to measured demand. A tiny floor keeps the
+        # item meaningful for pairs forecast near zero.
+        rate_bps = max(forecast_bps, MIN_RESERVATION_BPS)
         if qos.needs_circuit:
             assert qos.max_latency_s is not None
             fitting = [p for p, _ in paths if self.paths.path_delay_s(p) <= qos.max_latency_s]
@@ -215,7 +239,7 @@ class Scaffolder:
                 return None
             top_path = fitting[0]
             paths = [(top_path, 1.0)]  # a guaranteed path is pinned: no split
-            items.append(mk.circuit(key, top_path, max(rate_bps, 1e3), expires_at))
+            items.append(mk.circuit(key, top_path, rate_bps, expires_at))
         if qos.needs_reservation:
             items.append(mk.reservation(key, top_path, rate_bps, expires_at))
         firewalls = mk.firewall_nodes(self.topology, (p for p, _ in paths))
