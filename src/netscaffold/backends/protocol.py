@@ -65,9 +65,16 @@ class ApplyReport:
 
 @runtime_checkable
 class Backend(Protocol):
-    name: str
-    topology: Topology
-    clock: Clock
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def topology(self) -> Topology: ...
+
+    @property
+    def clock(self) -> Clock:
+        """The injected clock every time on this backend refers to."""
+        ...
 
     def snapshot(self) -> NetworkConfig:
         """The configuration as the backend holds it now (read back, not remembered)."""

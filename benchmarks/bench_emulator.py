@@ -1,0 +1,156 @@
+"""Emulator speed against a straightforward SimPy implementation of the same model (issue 4).
+
+Fat-tree k=8 (128 hosts, 1 Gbit/s links), Poisson arrivals, Pareto(1.5) sizes (mean 1 MB), hash-chosen
+ECMP paths, exact max-min at every start and completion, reactive setup (sdn-lan profile), three loads
+with about 30, 100 and 400 flows sending at once. Both run in this process; netscaffold through
+``emulate`` (the entry point of ``netscaffold emulate``). Completion times must agree within 1e-6
+relative. ``--scaling`` adds flow-count (10k, 100k, 1M) and topology-size (k = 4, 8, 16) series.
+
+    .venv/bin/python benchmarks/bench_emulator.py [--json] [--scaling]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _fattree import fat_tree, poisson_pareto_flows
+from _simpy_reference import ReferenceEmulator, setup_costs
+from netscaffold.backends.sim import PROFILES, EmulationResult, emulate
+from netscaffold.backends.sim.routing import EcmpTable, flow_uniforms
+from netscaffold.model.flows import FlowTable
+from netscaffold.model.topology import Topology
+
+LINK_BPS = 1e9
+MEAN_BYTES = 1e6
+SEED = 1
+# (target active flows, arrivals per second, flows for SimPy, flows for netscaffold's timing run)
+LOADS = ((30, 2_300.0, 12_000, 200_000), (100, 5_000.0, 4_000, 40_000), (400, 10_000.0, 1_500, 10_000))
+
+
+def mean_active(result: EmulationResult) -> float:
+    """Time-average of flows sending at once over the arrival window."""
+    begin = result.start_s + result.setup_delay_s
+    t0, t1 = float(result.start_s[0]), float(result.start_s[-1])
+    busy = np.clip(result.completion_s, t0, t1) - np.clip(begin, t0, t1)
+    return float(busy.sum() / (t1 - t0))
+
+
+def run_reference(topo: Topology, flows: FlowTable, seed: int) -> tuple[np.ndarray, float, int]:
+    """SimPy: the same flows, ECMP paths chosen by the same hash, the same setup costs."""
+    ecmp = EcmpTable(topo)
+    link_keys = sorted(topo.links)
+    index = {k: i for i, k in enumerate(link_keys)}
+    pick = flow_uniforms(len(flows), seed, 2)
+    paths: list[list[int]] = []
+    for i in range(len(flows)):
+        src = topo.endpoints[flows.endpoints[int(flows.src[i])]].host
+        dst = topo.endpoints[flows.endpoints[int(flows.dst[i])]].host
+        options = ecmp.paths(src, dst)
+        chosen = options[min(int(pick[i] * len(options)), len(options) - 1)]
+        paths.append([index[(a, b)] for a, b in itertools.pairwise(chosen)])
+    n_endpoints = len(flows.endpoints)
+    pairs = flows.src * n_endpoints + flows.dst
+    costs = setup_costs(PROFILES["sdn-lan"], np.array([len(p) for p in paths]))
+    ref = ReferenceEmulator(
+        flows.start_s,
+        pairs,
+        flows.size_bytes * 8.0,
+        paths,
+        [topo.links[k].capacity_bps for k in link_keys],
+        costs,
+        idle_timeout_s=10.0,
+    )
+    started = time.perf_counter()
+    completion = ref.run()
+    return completion, time.perf_counter() - started, ref.events
+
+
+def load_point(topo: Topology, target: int, rate: float, n_simpy: int, n_timed: int) -> dict[str, float]:
+    shared = poisson_pareto_flows(n_simpy, len(topo.endpoints), rate, MEAN_BYTES, SEED)
+    ours = emulate(topo, shared, seed=SEED)
+    ref_done, ref_wall_s, ref_events = run_reference(topo, shared, SEED)
+    rel = np.abs(ours.completion_s - ref_done) / np.maximum(np.abs(ref_done - shared.start_s), 1e-12)
+    timed = emulate(
+        topo, poisson_pareto_flows(n_timed, len(topo.endpoints), rate, MEAN_BYTES, SEED + 1), seed=SEED
+    )
+    simpy_rate = ref_events / ref_wall_s
+    same_finished = np.array_equal(np.isnan(ours.completion_s), np.isnan(ref_done))
+    return {
+        "target_active_flows": target,
+        "active_flows": round(mean_active(timed), 1),
+        "events_per_s": round(timed.events_per_s),
+        "simpy_events_per_s": round(simpy_rate),
+        "ratio_vs_simpy": round(timed.events_per_s / simpy_rate, 1),
+        "flows": n_timed,
+        "simpy_flows": n_simpy,
+        "completion_max_rel_diff": float(np.nanmax(rel)),
+        "agree": bool(np.nanmax(rel) <= 1e-6 and same_finished),
+    }
+
+
+def scaling(topo8: Topology) -> dict[str, list[dict[str, float]]]:
+    """Time against flow count (at the ~30-active load) and against fat-tree size (same per-host load)."""
+    _, rate, _, _ = LOADS[0]
+    by_flows = []
+    for n in (10_000, 100_000, 1_000_000):
+        result = emulate(topo8, poisson_pareto_flows(n, 128, rate, MEAN_BYTES, SEED), seed=SEED)
+        by_flows.append(
+            {"flows": n, "wall_s": round(result.wall_s, 3), "events_per_s": round(result.events_per_s)}
+        )
+    by_k = []
+    for k in (4, 8, 16):
+        topo = topo8 if k == 8 else fat_tree(k, LINK_BPS)
+        hosts = len(topo.endpoints)
+        result = emulate(
+            topo, poisson_pareto_flows(50_000, hosts, rate * hosts / 128, MEAN_BYTES, SEED), seed=SEED
+        )
+        by_k.append(
+            {
+                "k": k,
+                "hosts": hosts,
+                "flows": 50_000,
+                "active_flows": round(mean_active(result), 1),
+                "wall_s": round(result.wall_s, 3),
+                "events_per_s": round(result.events_per_s),
+            }
+        )
+    return {"by_flows": by_flows, "by_k": by_k}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--scaling", action="store_true", help="add flow-count and topology-size series")
+    args = parser.parse_args()
+    topo = fat_tree(8, LINK_BPS)
+    warm = time.perf_counter()
+    emulate(topo, poisson_pareto_flows(100, 128, 1000.0, MEAN_BYTES, SEED))  # loads the JIT cache
+    out: dict[str, object] = {"jit_load_s": round(time.perf_counter() - warm, 2)}
+    points = [load_point(topo, *load) for load in LOADS]
+    out = {"points": points, "flows": sum(p["flows"] for p in points), **out}
+    if args.scaling:
+        out["scaling"] = scaling(topo)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    for p in points:
+        print(
+            f"~{p['active_flows']:>6} active: netscaffold {p['events_per_s']:>10,} ev/s  SimPy "
+            f"{p['simpy_events_per_s']:>7,} ev/s  x{p['ratio_vs_simpy']:<7} agree={p['agree']} "
+            f"(max rel diff {p['completion_max_rel_diff']:.1e})"
+        )
+    if "scaling" in out:
+        print(json.dumps(out["scaling"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

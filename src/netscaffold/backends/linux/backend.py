@@ -1,0 +1,303 @@
+"""The Linux backend: a NetworkConfig realised in the kernel of this machine, one namespace per node.
+
+Every apply reads the kernel, renders the resulting config to kernel objects, converges (nodes in
+parallel), and reads back the nodes it touched; on any failure it converges those nodes again to the objects
+it read before the plan (the kernel's actual state, not a replay of steps) and raises naming the failing
+item. ``snapshot()`` comes from the kernel alone: each item's record (an nft element comment on its first
+device, see :mod:`netscaffold.formats.render.records`) says what the item is, and the item counts as
+present only when all its kernel objects are there as rendered. A backend attached to a running lab by
+another process therefore sees the same config. All reads go over per-namespace netlink sockets and
+libnftables contexts (:mod:`netscaffold.backends.linux.session`); writes are one ``tc -batch``, one nft
+transaction and one bulk of netlink messages (routes and rules) per touched node.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+
+from netscaffold.backends.linux import lab as lab_ops
+from netscaffold.backends.linux.converge import (
+    ObjectMap,
+    Step,
+    StepError,
+    StepHook,
+    diff,
+    execute,
+    plan_steps,
+    read_all,
+)
+from netscaffold.backends.linux.desired import Allocation, explained, render_config, render_item
+from netscaffold.backends.linux.journal import clear_journal, write_journal
+from netscaffold.backends.linux.layout import LabLayout
+from netscaffold.backends.linux.session import SessionPool
+from netscaffold.backends.linux.telemetry import LinkCounters
+from netscaffold.backends.protocol import ApplyReport, Clock, WallClock
+from netscaffold.errors import BackendError, NetscaffoldError, ValidationError
+from netscaffold.formats.render import records
+from netscaffold.formats.render.objects import KernelElement, KernelRoute, same
+from netscaffold.model.config import ConfigItem, ItemKey, NetworkConfig, NextHop
+from netscaffold.model.events import RouteUpdate, RoutingInfo
+from netscaffold.model.metrics import PerformanceSample
+from netscaffold.model.plan import OpKind, Plan, PlanOp, ProvisionalBudget
+from netscaffold.model.topology import Topology
+
+
+class LinuxBackend:
+    """``LinuxBackend(topology, lab="t1")`` brings a lab up (refusing a name clash) and tears it down on
+    ``close()``; ``create=False`` attaches to a running lab and ``close()`` then withdraws our items only."""
+
+    name = "linux"
+
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        lab: str,
+        clock: Clock | None = None,
+        budget: ProvisionalBudget | None = None,
+        create: bool = True,
+        topology_file: str | None = None,
+        before_step: StepHook | None = None,
+    ) -> None:
+        self.topology = topology
+        self.clock: Clock = clock if clock is not None else WallClock()
+        self.budget = budget
+        self.layout = LabLayout.of(lab, topology)
+        self.before_step = before_step
+        self.sessions = SessionPool()
+        self.last_kernel_ops = 0
+        """Kernel objects removed or written by the last successful apply."""
+        self.last_rollback_s: float | None = None
+        """Seconds the last rollback took (read back, converge), None before any."""
+        self._routing_info: list[RoutingInfo] = []
+        self._counters = LinkCounters(self.layout, self.sessions)
+        self._owns_lab = create
+        self._closed = False
+        if create:
+            lab_ops.lab_up(self.layout, owner_pid=os.getpid(), topology_file=topology_file)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def kernel_objects(self, nodes: Iterable[str] | None = None) -> ObjectMap:
+        """Every object of ours in the lab's kernel state (or on ``nodes``), by identity."""
+        return read_all(self.layout, self.sessions, nodes)
+
+    def _config_from(self, objects: ObjectMap) -> NetworkConfig:
+        alloc = Allocation.from_kernel(self.layout, objects.values())
+        now = self.clock.now()
+        elements = [obj for obj in objects.values() if isinstance(obj, KernelElement)]
+        present: dict[ItemKey, ConfigItem] = {}
+        for item in records.items_from_elements(elements):
+            try:
+                wanted = render_item(item, self.layout, alloc, now)  # memoised for routes, permits
+            except NetscaffoldError:
+                continue  # a record naming what this topology lacks: residue, not an item
+            if item.key not in present and explained(objects, wanted):
+                present[item.key] = item
+        return NetworkConfig(present)
+
+    def snapshot(self) -> NetworkConfig:
+        self._check_open()
+        return self._config_from(self.kernel_objects())
+
+    def residue(self) -> ObjectMap:
+        """Objects of ours that no item of the snapshot explains (after a crash, say)."""
+        objects = self.kernel_objects()
+        config = self._config_from(objects)
+        wanted, _ = render_config(
+            config, self.layout, Allocation.from_kernel(self.layout, objects.values()), self.clock.now()
+        )
+        return {ident: obj for ident, obj in objects.items() if ident not in wanted}
+
+    # -- applying --------------------------------------------------------------------------------
+    def apply(self, plan: Plan) -> ApplyReport:
+        """``applied_ops`` counts the plan's ops that changed the config (0 for a plan already in
+        place); ``last_kernel_ops`` the kernel objects removed or written."""
+        self._check_open()
+        started = time.perf_counter()
+        before = self.kernel_objects()
+        current = self._config_from(before)
+        result = plan.validate(self.topology, self.budget, current)
+        alloc = Allocation.from_kernel(self.layout, before.values())
+        target, owner = render_config(result, self.layout, alloc, self.clock.now())
+        remove, put = diff(before, target)
+        steps = plan_steps(self.layout, remove, put)
+        touched: set[str] = set()
+        if steps:
+            write_journal(self.layout.lab, before)
+        try:
+            execute(steps, self.before_step, self.sessions, touched)
+            after = {**before_outside(before, touched), **self.kernel_objects(touched)}
+            self._verify(after, target, owner)
+        except (StepError, NetscaffoldError, OSError) as exc:
+            rollback_started = time.perf_counter()
+            self._rollback(before, touched)
+            self.last_rollback_s = time.perf_counter() - rollback_started
+            raise self._failure(exc, owner) from exc
+        if steps:
+            clear_journal(self.layout.lab)
+        self._record_route_updates(before, after)
+        realized_at = self._realized(plan, after, owner)
+        self.last_kernel_ops = len(remove) + len(put)
+        changed = sum(1 for op in plan.ops if current.get(op.item.key) != result.get(op.item.key))
+        return ApplyReport(changed, time.perf_counter() - started, realized_at)
+
+    def dry_run(self, plan: Plan) -> list[Step]:
+        """The steps ``apply(plan)`` would run now (validated and rendered, nothing executed)."""
+        self._check_open()
+        before = self.kernel_objects()
+        result = plan.validate(self.topology, self.budget, self._config_from(before))
+        alloc = Allocation.from_kernel(self.layout, before.values())
+        target, _ = render_config(result, self.layout, alloc, self.clock.now())
+        return plan_steps(self.layout, *diff(before, target))
+
+    def _verify(
+        self,
+        after: ObjectMap,
+        target: Mapping[tuple[str, ...], object],
+        owner: Mapping[tuple[str, ...], ConfigItem],
+    ) -> None:
+        for ident, obj in target.items():
+            have = after.get(ident)
+            if have is None or not same(have, obj):  # type: ignore[arg-type]
+                item = owner.get(ident)
+                raise BackendError(
+                    f"kernel does not hold {'/'.join(ident)} as written",
+                    item=item.describe() if item else None,
+                    backend=self.name,
+                )
+
+    def _failure(self, exc: BaseException, owner: Mapping[tuple[str, ...], ConfigItem]) -> NetscaffoldError:
+        if isinstance(exc, BackendError | ValidationError):
+            return exc
+        if isinstance(exc, StepError):
+            item = owner.get(exc.ident) if exc.ident else None
+            described = item.describe() if item else (f"{exc.step.tool} in {exc.step.netns}")
+            return BackendError(f"{exc.reason} (rolled back)", item=described, backend=self.name)
+        return BackendError(f"{exc} (rolled back)", backend=self.name)
+
+    def _rollback(self, before: ObjectMap, touched: set[str]) -> None:
+        """Converge the touched nodes to the objects read before the plan; a second try on failure (over
+        every node), then give up loudly."""
+        for attempt in (1, 2):
+            nodes = touched if attempt == 1 else set(self.layout.namespaces)
+            try:
+                remove, put = diff(self.kernel_objects(nodes), _on(before, nodes))
+                execute(plan_steps(self.layout, remove, put), None, self.sessions)
+            except (StepError, NetscaffoldError) as exc:
+                if attempt == 2:
+                    raise BackendError(
+                        f"rollback failed ({exc}); the journal is kept: run `netscaffold lab repair`",
+                        backend=self.name,
+                    ) from exc
+                continue
+            clear_journal(self.layout.lab)
+            return
+
+    def _realized(
+        self, plan: Plan, after: ObjectMap, owner: Mapping[tuple[str, ...], ConfigItem]
+    ) -> dict[ItemKey, float]:
+        """Per added or updated item, the clock time at which all its objects were read back."""
+        now = self.clock.now()
+        missing: set[ItemKey] = set()
+        for ident, item in owner.items():
+            if ident not in after:
+                missing.add(item.key)
+        return {
+            op.item.key: now for op in plan.ops if op.kind is not OpKind.REMOVE and op.item.key not in missing
+        }
+
+    def _record_route_updates(self, before: ObjectMap, after: ObjectMap) -> None:
+        now = self.clock.now()
+        idents = {i for i in before if i[0] == "route"} | {i for i in after if i[0] == "route"}
+        for ident in sorted(idents):
+            old, new = before.get(ident), after.get(ident)
+            if old == new or not isinstance(old or new, KernelRoute):
+                continue
+            route = new if isinstance(new, KernelRoute) else old
+            assert isinstance(route, KernelRoute)
+            hops = tuple(NextHop(via, float(weight)) for via, weight in route.next_hops) if new else ()
+            self._routing_info.append(
+                RouteUpdate(now, route.node, route.destination, hops, withdrawn=new is None)
+            )
+
+    # -- time --------------------------------------------------------------------------------------
+    def advance(self, until_s: float) -> None:
+        self._check_open()
+        setter = getattr(self.clock, "set", None)
+        if callable(setter):
+            if until_s > self.clock.now():
+                setter(until_s)
+        else:
+            while (left_s := until_s - self.clock.now()) > 0:
+                time.sleep(min(left_s, 0.5))
+        self.expire(until_s)
+
+    def expire(self, now: float) -> list[ConfigItem]:
+        self._check_open()
+        expired = self.snapshot().expired(now)
+        if expired:
+            ops = [PlanOp(OpKind.REMOVE, item) for item in expired]
+            self.apply(Plan.of(ops, allow_confirmed_changes=True))
+        return expired
+
+    # -- observation -------------------------------------------------------------------------------
+    def drain_routing_info(self) -> list[RoutingInfo]:
+        drained, self._routing_info = self._routing_info, []
+        return drained
+
+    def performance(self) -> PerformanceSample:
+        self._check_open()
+        return self._counters.sample(self.clock.now())
+
+    # -- teardown ----------------------------------------------------------------------------------
+    def shutdown(self, *, teardown: bool = False) -> list[ConfigItem]:
+        """Withdraw provisional items, keep confirmed and static ones; the lab stays up unless
+        ``teardown``. Returns the withdrawn items. Idempotent; the backend is closed afterwards."""
+        if self._closed:
+            return []
+        withdrawn: list[ConfigItem] = []
+        try:
+            withdrawn = self.snapshot().provisional()
+            if withdrawn:
+                self.apply(Plan.of([PlanOp(OpKind.REMOVE, item) for item in withdrawn]))
+        finally:
+            self._closed = True
+            self.sessions.close()
+            if teardown:
+                lab_ops.lab_down(self.layout.lab)
+        return withdrawn
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self._owns_lab:
+                target, _ = render_config(NetworkConfig(), self.layout, Allocation(), self.clock.now())
+                remove, put = diff(self.kernel_objects(), target)
+                execute(plan_steps(self.layout, remove, put), None, self.sessions)
+        finally:
+            self.sessions.close()
+            if self._owns_lab:
+                lab_ops.lab_down(self.layout.lab)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError("backend is closed", backend=self.name)
+
+    def __enter__(self) -> LinuxBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _on(objects: ObjectMap, nodes: set[str]) -> ObjectMap:
+    return {ident: obj for ident, obj in objects.items() if obj.node in nodes}
+
+
+def before_outside(objects: ObjectMap, nodes: set[str]) -> ObjectMap:
+    """The objects of ``objects`` on nodes other than ``nodes`` (untouched by an apply)."""
+    return {ident: obj for ident, obj in objects.items() if obj.node not in nodes}

@@ -1,0 +1,228 @@
+"""What a NetworkConfig puts in the kernel: each item rendered to kernel objects on the lab's nodes.
+
+Reservations and circuits need the flow's addresses (their flow key names two endpoints of the topology)
+and a number: an HTB minor per reservation, a mark/table per circuit. Numbers already in the kernel are
+kept (read back: a filter's addresses, a circuit element's comment); new ones are the first free after a
+hash of the key, so allocation is deterministic.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from netscaffold.backends.linux.layout import LabLayout
+from netscaffold.errors import PlanError
+from netscaffold.formats.render import nftables as nft_render
+from netscaffold.formats.render import records
+from netscaffold.formats.render import tc as tc_render
+from netscaffold.formats.render.iproute2 import kernel_route
+from netscaffold.formats.render.objects import (
+    ROUTE_PROTOCOLS,
+    KernelClass,
+    KernelElement,
+    KernelFilter,
+    KernelObject,
+    KernelRoute,
+    KernelRule,
+    family_of,
+)
+from netscaffold.model.config import (
+    ConfigItem,
+    FirewallRule,
+    NetworkConfig,
+    Reservation,
+    Route,
+    VirtualCircuit,
+)
+
+MARK_BASE = 0x5C000000
+CIRCUIT_TABLE_BASE = 10000
+CIRCUIT_RULE_PRIORITY_BASE = 20000
+MAX_CIRCUITS = 0xFFFF
+
+ObjectMap = dict[tuple[str, ...], KernelObject]
+
+
+@dataclass
+class Allocation:
+    """Reservation flow key -> HTB minor; circuit id -> circuit number (mark, table, rule priority)."""
+
+    minors: dict[str, int] = field(default_factory=dict)
+    circuits: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_kernel(cls, layout: LabLayout, objects: Iterable[KernelObject]) -> Allocation:
+        by_address = {
+            (ep.address, ep_dst.address): f"{ep.id}->{ep_dst.id}"
+            for ep in layout.topology.endpoints.values()
+            for ep_dst in layout.topology.endpoints.values()
+            if ep is not ep_dst
+        }
+        alloc = cls()
+        for obj in objects:
+            if isinstance(obj, KernelFilter):
+                pair = (obj.src.split("/")[0], obj.dst.split("/")[0])
+                if pair in by_address:
+                    alloc.minors.setdefault(by_address[pair], obj.minor)
+            elif isinstance(obj, KernelElement) and obj.value is not None:
+                parts = obj.comment.split("|")
+                if len(parts) == 4 and parts[0] == "vc":
+                    alloc.circuits.setdefault(parts[1], obj.value - MARK_BASE)
+        return alloc
+
+    def minor_for(self, flow_key: str) -> int:
+        return self._assign(
+            self.minors, flow_key, tc_render.FIRST_RESERVATION_MINOR, tc_render.LAST_RESERVATION_MINOR
+        )
+
+    def circuit_for(self, circuit_id: str) -> int:
+        return self._assign(self.circuits, circuit_id, 1, MAX_CIRCUITS)
+
+    @staticmethod
+    def _assign(table: dict[str, int], key: str, low: int, high: int) -> int:
+        if key in table:
+            return table[key]
+        used = set(table.values())
+        span = high - low + 1
+        start = zlib.crc32(key.encode()) % span
+        for step in range(span):
+            candidate = low + (start + step) % span
+            if candidate not in used:
+                table[key] = candidate
+                return candidate
+        raise PlanError(f"no free number left in {low}..{high}", element=key)
+
+
+def flow_addresses(layout: LabLayout, item: Reservation | VirtualCircuit) -> tuple[str, str]:
+    src_id, sep, dst_id = item.flow_key.partition("->")
+    endpoints = layout.topology.endpoints
+    if not sep or src_id not in endpoints or dst_id not in endpoints:
+        raise PlanError(
+            f"flow key {item.flow_key!r} must be 'src->dst' naming two endpoints of the topology "
+            "(the kernel classifies the flow by their addresses)",
+            element=item.describe(),
+        )
+    src, dst = endpoints[src_id].address, endpoints[dst_id].address
+    if ipaddress.ip_address(src).version != ipaddress.ip_address(dst).version:
+        raise PlanError("endpoints of different address families", element=item.describe())
+    return src, dst
+
+
+def render_item(item: ConfigItem, layout: LabLayout, alloc: Allocation, now_s: float) -> list[KernelObject]:
+    """The item's kernel objects and, on its first device, the elements holding its record.
+
+    Routes and firewall rules do not depend on the allocation, and everything else they depend on is in
+    the key (the item, the element timeout, the layout), so their renderings are memoised: an engine
+    re-applies mostly the same config every tick."""
+    timeout_s = nft_render.timeout_for(item.expires_at, now_s)
+    if isinstance(item, Route | FirewallRule):
+        key = (id(layout), item, timeout_s)
+        cached = _MEMO.get(key)
+        if cached is not None and cached[0] is layout:
+            return list(cached[1])
+    objects = _render_objects(item, layout, alloc, now_s)
+    rendered = [*objects, *records.record_elements(item, timeout_s)]
+    if isinstance(item, Route | FirewallRule):
+        if len(_MEMO) >= MEMO_ITEMS:
+            _MEMO.clear()
+        _MEMO[key] = (layout, tuple(rendered))
+    return rendered
+
+
+MEMO_ITEMS = 200_000
+_MEMO: dict[tuple[int, ConfigItem, int | None], tuple[LabLayout, tuple[KernelObject, ...]]] = {}
+
+
+def _render_objects(
+    item: ConfigItem, layout: LabLayout, alloc: Allocation, now_s: float
+) -> list[KernelObject]:
+    if isinstance(item, Route):
+        layout.namespace(item.device)
+        gateways = layout.gateways(item.device, family_of(item.destination))
+        return [kernel_route(item, gateways)]
+    if isinstance(item, FirewallRule):
+        layout.namespace(item.device)
+        return list(nft_render.firewall_elements(item, now_s))
+    if isinstance(item, Reservation):
+        return list(_reservation(item, layout, alloc))
+    return list(_circuit(item, layout, alloc, now_s))
+
+
+def _reservation(item: Reservation, layout: LabLayout, alloc: Allocation) -> Iterable[KernelObject]:
+    src, dst = flow_addresses(layout, item)
+    minor = alloc.minor_for(item.flow_key)
+    family = ipaddress.ip_address(src).version
+    for a, b in item.link_keys():
+        port = layout.port(a, b)
+        capacity = tc_render.bytes_per_s(layout.topology.link(a, b).capacity_bps)
+        rate = tc_render.bytes_per_s(item.rate_bps)
+        yield KernelClass(a, port.ifname, minor, rate, capacity)
+        yield KernelFilter(
+            a, port.ifname, minor, family, tc_render.host_prefix(src), tc_render.host_prefix(dst)
+        )
+
+
+def _circuit(
+    item: VirtualCircuit, layout: LabLayout, alloc: Allocation, now_s: float
+) -> Iterable[KernelObject]:
+    src, dst = flow_addresses(layout, item)
+    number = alloc.circuit_for(item.circuit_id)
+    family = ipaddress.ip_address(src).version
+    protocol = ROUTE_PROTOCOLS[item.origin]
+    comment = nft_render.item_comment("vc", item.circuit_id, item.origin, item.expires_at)
+    timeout = nft_render.timeout_for(item.expires_at, now_s)
+    table = CIRCUIT_TABLE_BASE + number
+    for a, b in item.link_keys():
+        layout.namespace(a)
+        gateway = layout.gateways(a, family)[b]
+        yield nft_render.circuit_element(
+            a, src, dst, mark=MARK_BASE + number, comment=comment, timeout_s=timeout
+        )
+        yield KernelRule(a, family, CIRCUIT_RULE_PRIORITY_BASE + number, MARK_BASE + number, table, protocol)
+        yield KernelRoute(a, table, tc_render.host_prefix(dst), protocol, ((gateway, 1),))
+
+
+def default_classes(layout: LabLayout, config: NetworkConfig) -> list[KernelClass]:
+    """Per link egress, the class of unreserved traffic: the capacity left by reservations."""
+    reserved: dict[tuple[str, str], int] = defaultdict(int)
+    for item in config:
+        if isinstance(item, Reservation):
+            for link_key in item.link_keys():
+                reserved[link_key] += tc_render.bytes_per_s(item.rate_bps)
+    out = []
+    for (node, peer), port in sorted(layout.ports.items()):
+        if (node, peer) not in layout.topology.links:
+            continue
+        capacity = tc_render.bytes_per_s(layout.topology.link(node, peer).capacity_bps)
+        rate = max(tc_render.MIN_RATE_BYTES_S, capacity - reserved[(node, peer)])
+        out.append(KernelClass(node, port.ifname, tc_render.DEFAULT_MINOR, rate, capacity))
+    return out
+
+
+def render_config(
+    config: NetworkConfig, layout: LabLayout, alloc: Allocation, now_s: float
+) -> tuple[ObjectMap, dict[tuple[str, ...], ConfigItem]]:
+    """All objects of ``config`` (plus default classes) by ident, and which item owns each ident."""
+    objects: ObjectMap = {}
+    owner: dict[tuple[str, ...], ConfigItem] = {}
+    for item in config.sorted_items():
+        for obj in render_item(item, layout, alloc, now_s):
+            if obj.ident in objects and objects[obj.ident] != obj:
+                raise PlanError(
+                    f"needs the same kernel object as {owner[obj.ident].describe()}", element=item.describe()
+                )
+            objects[obj.ident] = obj
+            owner[obj.ident] = item
+    for kc in default_classes(layout, config):
+        objects[kc.ident] = kc
+    return objects, owner
+
+
+def explained(objects: Mapping[tuple[str, ...], KernelObject], wanted: Iterable[KernelObject]) -> bool:
+    from netscaffold.formats.render.objects import same
+
+    return all(obj.ident in objects and same(objects[obj.ident], obj) for obj in wanted)

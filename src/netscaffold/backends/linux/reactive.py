@@ -1,0 +1,192 @@
+"""The reactive controller: queue-on-miss in the lab's routers, path installed in-process, packet released.
+
+Set-up per router (every node that is not a host): a chain of our nft table at prerouting (priority -300)
+marks IPv4 packets to the lab range whose destination has no route (``fib daddr oif missing``), and an
+iptables-nft rule (``mangle PREROUTING -m mark --mark M/M -j NFQUEUE --queue-bypass``; this kernel has no
+nft ``queue``) hands them to the controller. Hosts get a lab-range route via their first router (their
+default gateway, protocol :data:`GATEWAY_PROTOCOL`, not one of the backend's).
+
+On a queued packet the controller finds the endpoints of its addresses, takes the shortest path between
+their hosts, renders the path as the backend would (routes both ways on every node but the last, a
+permit on every firewall; origin ``predicted`` with ``expires_at = now + idle_s``, records included, so
+``snapshot()`` shows them), writes routes with one netlink request each and elements with one nft
+transaction per node, then accepts the packet, which is routed afresh after prerouting. No delay is
+added: ``controller_s`` holds the measured time from receipt to verdict of every packet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import select
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from netscaffold.backends.linux import tools
+from netscaffold.backends.linux.backend import LinuxBackend
+from netscaffold.backends.linux.desired import Allocation, render_item
+from netscaffold.backends.linux.netlink import NF_ACCEPT, QueuedPacket, QueueSocket
+from netscaffold.backends.linux.plans import shortest_path
+from netscaffold.backends.linux.session import open_in_namespace
+from netscaffold.errors import BackendError
+from netscaffold.formats.render import nftables as nft_render
+from netscaffold.formats.render.objects import KernelElement, KernelRoute
+from netscaffold.model.config import ConfigItem, FirewallRule, FlowMatch, NextHop, Origin, Route
+from netscaffold.model.topology import NodeKind
+
+MISS_MARK = 0x00010000
+QUEUE_NUM = 0
+GATEWAY_PROTOCOL = 204
+LAB_RANGE = "198.18.0.0/15"
+MISS_CHAIN = "miss"
+_COMMENT = "netscaffold-reactive"
+
+
+@dataclass
+class ReactiveController:
+    backend: LinuxBackend
+    idle_s: float = 60.0
+    controller_s: list[float] = field(default_factory=list)
+    unknown: int = 0
+    _queues: dict[str, QueueSocket] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    # -- set-up and tear-down ---------------------------------------------------------------------
+    def start(self) -> ReactiveController:
+        layout = self.backend.layout
+        for node, netns in sorted(layout.namespaces.items()):
+            if layout.topology.node(node).kind is NodeKind.HOST:
+                self._host_gateway(node)
+                continue
+            self._miss_rules(netns, add=True)
+            self._queues[node] = open_in_namespace(netns, lambda: QueueSocket.open_here(QUEUE_NUM))
+        self._thread = threading.Thread(target=self._serve, name="reactive-controller", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for queue in self._queues.values():
+            queue.close()
+        self._queues.clear()
+        layout = self.backend.layout
+        for node, netns in sorted(layout.namespaces.items()):
+            if layout.topology.node(node).kind is not NodeKind.HOST:
+                self._miss_rules(netns, add=False)
+            elif layout.gateways(node, 4):
+                tools.ip_batch(netns, [f"route delete {LAB_RANGE} proto {GATEWAY_PROTOCOL}"])
+
+    def __enter__(self) -> ReactiveController:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _host_gateway(self, node: str) -> None:
+        gateways = self.backend.layout.gateways(node, 4)
+        if gateways:
+            session = self.backend.sessions.get(self.backend.layout.namespace(node))
+            session.netlink.replace_route(LAB_RANGE, gateways[min(gateways)], GATEWAY_PROTOCOL)
+
+    def _miss_rules(self, netns: str, *, add: bool) -> None:
+        session = self.backend.sessions.get(netns)
+        chain = {"family": nft_render.FAMILY, "table": nft_render.TABLE, "name": MISS_CHAIN}
+        if add:
+            hooked = {**chain, "type": "filter", "hook": "prerouting", "prio": -300, "policy": "accept"}
+            mark = {"mangle": {"key": {"meta": {"key": "mark"}}, "value": MISS_MARK}}
+            lab = {"prefix": {"addr": LAB_RANGE.split("/", maxsplit=1)[0], "len": 15}}
+            daddr = {"payload": {"protocol": "ip", "field": "daddr"}}
+            missing = {"fib": {"result": "oif", "flags": ["daddr"]}}
+            expr = [
+                {"match": {"op": "==", "left": daddr, "right": lab}},
+                {"match": {"op": "==", "left": missing, "right": False}},
+                mark,
+            ]
+            rule = {**chain, "chain": MISS_CHAIN, "expr": expr}
+            commands: list[dict[str, Any]] = [
+                {"add": {"chain": hooked}},
+                {"flush": {"chain": chain}},
+                {"add": {"rule": rule}},
+            ]
+            session.nft_json(nft_render.document(commands))
+        elif session.nft is not None:
+            session.nft.run(f"delete chain inet {nft_render.TABLE} {MISS_CHAIN}")
+        action = "-A" if add else "-D"
+        argv = ["ip", "netns", "exec", netns, "iptables", "-w", "-t", "mangle", action, "PREROUTING"]
+        argv += ["-m", "mark", "--mark", f"{MISS_MARK:#x}/{MISS_MARK:#x}", "-m", "comment"]
+        argv += ["--comment", _COMMENT, "-j", "NFQUEUE", "--queue-num", str(QUEUE_NUM), "--queue-bypass"]
+        try:
+            tools.run(argv)
+        except tools.ToolError:
+            if add:
+                raise
+
+    # -- serving ---------------------------------------------------------------------------------------
+    def _serve(self) -> None:
+        by_fd = {queue.fileno(): (node, queue) for node, queue in self._queues.items()}
+        while not self._stop.is_set():
+            ready, _, _ = select.select(list(by_fd), [], [], 0.2)
+            for fd in ready:
+                _, queue = by_fd[fd]
+                for packet in queue.receive():
+                    self._handle(queue, packet)
+
+    def _handle(self, queue: QueueSocket, packet: QueuedPacket) -> None:
+        started = time.perf_counter()
+        try:
+            self.install_for(packet.payload)
+        except (BackendError, KeyError, ValueError, OSError):
+            self.unknown += 1
+        queue.verdict(packet.packet_id, NF_ACCEPT)
+        self.controller_s.append(time.perf_counter() - started)
+
+    def install_for(self, ip_header: bytes) -> list[ConfigItem]:
+        """Install the path (both ways) for the IPv4 packet whose header is ``ip_header``."""
+        if len(ip_header) < 20 or ip_header[0] >> 4 != 4:
+            raise ValueError("not an IPv4 packet")
+        src = str(ipaddress.IPv4Address(ip_header[12:16]))
+        dst = str(ipaddress.IPv4Address(ip_header[16:20]))
+        by_address = {ep.address: ep for ep in self.backend.topology.endpoints.values()}
+        a, b = by_address[src], by_address[dst]
+        path = shortest_path(self.backend.topology, a.host, b.host)
+        items = self.path_items(path, src, dst) + self.path_items(tuple(reversed(path)), dst, src)
+        self._write(items)
+        return items
+
+    def path_items(self, path: tuple[str, ...], src: str, dst: str) -> list[ConfigItem]:
+        expires_at = self.backend.clock.now() + self.idle_s
+        life = {"origin": Origin.PREDICTED, "expires_at": expires_at}
+        items: list[ConfigItem] = []
+        for here, there in itertools.pairwise(path):
+            items.append(Route(here, f"{dst}/32", (NextHop(there),), **life))  # type: ignore[arg-type]
+        for node in path:
+            if self.backend.topology.node(node).kind is NodeKind.FIREWALL:
+                match = FlowMatch(f"{src}/32", f"{dst}/32")
+                items.append(FirewallRule(node, match, **life))  # type: ignore[arg-type]
+        return items
+
+    def _write(self, items: list[ConfigItem]) -> None:
+        layout, now = self.backend.layout, self.backend.clock.now()
+        elements: dict[str, list[KernelElement]] = defaultdict(list)
+        routes: list[KernelRoute] = []
+        for item in items:
+            for obj in render_item(item, layout, Allocation(), now):
+                if isinstance(obj, KernelRoute):
+                    routes.append(obj)
+                elif isinstance(obj, KernelElement):
+                    elements[obj.node].append(obj)
+        for node, node_elements in elements.items():
+            session = self.backend.sessions.get(layout.namespace(node))
+            commands = nft_render.element_commands("add", node_elements)
+            session.nft_json(nft_render.document(commands))
+        for route in routes:
+            session = self.backend.sessions.get(layout.namespace(route.node))
+            session.netlink.replace_route(
+                route.destination, route.next_hops[0][0], route.protocol, route.table
+            )

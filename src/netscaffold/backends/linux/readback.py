@@ -1,0 +1,143 @@
+"""Reading a node's kernel state back into kernel objects, scoped to what is ours: routes and policy
+rules with our protocol numbers, elements of our nft table, HTB classes and u32 filters under our qdiscs.
+Anything else in the namespace (another protocol's route, another table) is never read, so never touched.
+
+Routes, rules, classes and filters come from rtnetlink dumps on the namespace's session socket; set
+elements from nf_tables netlink dumps (key bytes decoded by the set's field types, which are ours and
+fixed: see :func:`netscaffold.formats.render.nftables.table_commands`). No process is started.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import socket
+import sys
+from collections.abc import Iterable
+
+from netscaffold.backends.linux.netlink import ElementMsg
+from netscaffold.backends.linux.session import NamespaceSession
+from netscaffold.errors import BackendError
+from netscaffold.formats.render import nftables as nft_render
+from netscaffold.formats.render.objects import (
+    ROUTE_PROTOCOLS,
+    KernelClass,
+    KernelElement,
+    KernelFilter,
+    KernelObject,
+    KernelRoute,
+    KernelRule,
+)
+from netscaffold.formats.render.tc import FILTER_PRIORITY, ROOT_MINOR
+
+_OUR_PROTOCOLS = frozenset(ROUTE_PROTOCOLS.values())
+_PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "ipv6-icmp": 58}
+_ROOT_QDISC = 0x10000
+_U32_NODE_TABLE = 0x800
+
+
+def read_node(node: str, session: NamespaceSession, devices: Iterable[str]) -> list[KernelObject]:
+    """Every object of ours in the session's namespace (``devices``: the lab ports holding our classes)."""
+    nl = session.netlink
+    try:
+        objects: list[KernelObject] = [
+            KernelRoute(node, r.table, f"{r.dst}/{r.dst_len}", r.protocol, r.next_hops)
+            for r in nl.routes(_OUR_PROTOCOLS)
+        ]
+        objects += [
+            KernelRule(node, r.family, r.priority, r.fwmark, r.table, r.protocol)
+            for r in nl.rules(_OUR_PROTOCOLS)
+        ]
+        index = nl.links()
+        for device in sorted(devices):
+            if device in index:
+                objects += _classes(session, node, device, index[device])
+                objects += _filters(session, node, device, index[device])
+    except OSError as exc:
+        raise BackendError(f"cannot read namespace {session.netns}: {exc}", backend="linux") from None
+    objects += _elements(session, node)
+    return objects
+
+
+def _classes(session: NamespaceSession, node: str, device: str, ifindex: int) -> list[KernelClass]:
+    out = []
+    for msg in session.netlink.classes(ifindex):
+        minor = msg.handle & 0xFFFF
+        if msg.kind != "htb" or msg.handle >> 16 != 1 or minor == ROOT_MINOR:
+            continue  # the root class holds the link capacity: the lab's, not a plan's
+        out.append(KernelClass(node, device, minor, msg.rate_bytes_s, msg.ceil_bytes_s))
+    return out
+
+
+def _filters(session: NamespaceSession, node: str, device: str, ifindex: int) -> list[KernelFilter]:
+    out = []
+    for msg in session.netlink.u32_filters(ifindex, _ROOT_QDISC):
+        if msg.priority != FILTER_PRIORITY or msg.handle >> 20 != _U32_NODE_TABLE or msg.classid >> 16 != 1:
+            continue
+        minor = msg.handle & 0xFFF
+        if minor == 0 or minor != msg.classid & 0xFFFF:
+            continue
+        out.append(_u32_filter(node, device, minor, dict(msg.keys)))
+    return out
+
+
+def _u32_filter(node: str, device: str, minor: int, words: dict[int, int]) -> KernelFilter:
+    if words.get(0, 0) >> 28 == 4:
+        src = ipaddress.IPv4Address(words.get(12, 0))
+        dst = ipaddress.IPv4Address(words.get(16, 0))
+        return KernelFilter(node, device, minor, 4, f"{src}/32", f"{dst}/32")
+    src6 = ipaddress.IPv6Address(sum(words.get(8 + 4 * i, 0) << (96 - 32 * i) for i in range(4)))
+    dst6 = ipaddress.IPv6Address(sum(words.get(24 + 4 * i, 0) << (96 - 32 * i) for i in range(4)))
+    return KernelFilter(node, device, minor, 6, f"{src6}/128", f"{dst6}/128")
+
+
+_FIELD_BYTES = {"ip4": 4, "ip6": 16, "proto": 4, "port": 4, "mark": 4}
+_SET_FIELDS: dict[str, tuple[str, ...]] = {
+    **{f"{kind}4": ("ip4", "ip4", "proto", "port") for kind in ("permit", "deny")},
+    **{f"{kind}6": ("ip6", "ip6", "proto", "port") for kind in ("permit", "deny")},
+    nft_render.circuit_map(4): ("ip4", "ip4"),
+    nft_render.circuit_map(6): ("ip6", "ip6"),
+    nft_render.RECORD_SET: ("mark", "mark", "mark"),
+}
+
+
+def _elements(session: NamespaceSession, node: str) -> list[KernelElement]:
+    out: list[KernelElement] = []
+    for set_name, fields in _SET_FIELDS.items():
+        try:
+            raw = session.nftnl.elements(nft_render.TABLE, set_name)
+        except BackendError:
+            return []  # no table of ours (yet): nothing of ours in nft
+        out.extend(_element(node, set_name, fields, msg) for msg in raw)
+    return out
+
+
+def _element(node: str, set_name: str, fields: tuple[str, ...], msg: ElementMsg) -> KernelElement:
+    key: list[str | int] = []
+    offset = 0
+    for kind in fields:
+        size = _FIELD_BYTES[kind]
+        low = msg.key[offset : offset + size]
+        high = msg.key_end[offset : offset + size] if msg.key_end is not None else low
+        key.append(_field(kind, low, high))
+        offset += size
+    value = None if msg.data is None else int.from_bytes(msg.data[:4], sys.byteorder)
+    left_ms = msg.expires_ms if msg.expires_ms is not None else msg.timeout_ms
+    timeout = None if msg.timeout_ms is None else max(1, math.ceil((left_ms or 1) / 1000))
+    return KernelElement(node, set_name, tuple(key), value, msg.comment, timeout)
+
+
+def _field(kind: str, low: bytes, high: bytes) -> str | int:
+    if kind == "mark":
+        return int.from_bytes(low, sys.byteorder)
+    if kind in ("proto", "port"):
+        size = 1 if kind == "proto" else 2
+        lo, hi = int.from_bytes(low[:size], "big"), int.from_bytes(high[:size], "big")
+        return lo if lo == hi else f"{lo}-{hi}"
+    if low == high:
+        return socket.inet_ntop(socket.AF_INET if len(low) == 4 else socket.AF_INET6, low)
+    lo_addr, hi_addr = ipaddress.ip_address(low), ipaddress.ip_address(high)
+    span = int(lo_addr) ^ int(hi_addr)
+    if (span + 1) & span == 0 and int(lo_addr) & span == 0:
+        return f"{lo_addr}/{lo_addr.max_prefixlen - span.bit_length()}"
+    return f"{lo_addr}-{hi_addr}"

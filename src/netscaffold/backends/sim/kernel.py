@@ -1,0 +1,1052 @@
+"""The emulator's event loop, compiled whole by numba over packed arrays.
+
+Events, in the documented tie-break order at equal times: a tick boundary (sample), then flow completions,
+then flow starts (after a setup delay), both by flow index, then flow arrivals in row order. Rates are
+recomputed exactly at every start and completion, for the connected component of flows that share links
+(transitively) with the changed flow, or for all active flows when the component search grows past
+``hybrid_fraction`` of them (then the search is abandoned: a full recomputation is cheaper).
+
+All state lives in arrays owned by :class:`netscaffold.backends.sim.state.SimState`; the parameter names of
+:func:`run` are its attribute names, so the call is built from the signature. ``run`` returns a status:
+``DONE`` (reached ``end_s``), ``GROW_SLOTS`` or ``GROW_ROWS`` (resize and call again: nothing was lost).
+"""
+
+# ruff: noqa: PLR0917  (numba nopython functions take their packed arrays positionally: no
+# keyword-only parameters there)
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba as nb
+import numpy as np
+import numpy.typing as npt
+
+from netscaffold.backends.sim import heap
+from netscaffold.backends.sim.maxmin import max_min
+
+IA = npt.NDArray[np.int64]
+FA = npt.NDArray[np.float64]
+BA = npt.NDArray[np.bool_]
+
+DONE = 0
+GROW_SLOTS = 1
+GROW_ROWS = 2
+
+# counters (int64 array ``cnt``)
+C_NEXT_ARRIVAL = 0
+C_ACTIVE = 1
+C_FREE = 2
+C_EVENTS = 3
+C_ROWS = 4
+C_EPOCH = 5
+C_TICK = 6
+C_HEAP = 7
+C_PARTIAL = 8
+C_FULL = 9
+C_STARTED = 10
+C_DONE = 11
+N_COUNTERS = 12
+# clock values (float64 array ``clk``)
+K_ORIGIN = 0
+K_TICK_S = 1
+K_HYBRID = 2
+K_IDLE_TIMEOUT = 3
+N_CLOCK = 4
+# kinds of scheduled slot events (second heap key)
+EV_COMPLETE = 0
+EV_START = 1
+# setup-cost profile array ``prof``
+P_RTT, P_COMPUTE, P_HOP, P_FIREWALL, P_ADMISSION = 0, 1, 2, 3, 4
+
+
+FREE = 0
+PENDING = 1
+ACTIVE = 2
+
+
+@nb.njit(cache=True, inline="always")
+def _link_insert(
+    s: int, hops_h: int, path: int, k_off: IA, k_links: IA, e_next: IA, e_prev: IA, l_head: IA
+) -> None:
+    for h in range(k_off[path + 1] - k_off[path]):
+        link = k_links[k_off[path] + h]
+        node = s * hops_h + h
+        first = l_head[link]
+        e_prev[node] = -1
+        e_next[node] = first
+        if first >= 0:
+            e_prev[first] = node
+        l_head[link] = node
+
+
+@nb.njit(cache=True, inline="always")
+def _link_remove(
+    s: int, hops_h: int, path: int, k_off: IA, k_links: IA, e_next: IA, e_prev: IA, l_head: IA
+) -> None:
+    for h in range(k_off[path + 1] - k_off[path]):
+        link = k_links[k_off[path] + h]
+        node = s * hops_h + h
+        before = e_prev[node]
+        after = e_next[node]
+        if before >= 0:
+            e_next[before] = after
+        else:
+            l_head[link] = after
+        if after >= 0:
+            e_prev[after] = before
+
+
+@nb.njit(cache=True, inline="always")
+def _flush_link(link: int, t: float, l_sum: FA, l_last: FA, l_acc: FA) -> None:
+    dt = t - l_last[link]
+    if dt > 0.0:
+        l_acc[link] += l_sum[link] * dt
+    l_last[link] = t
+
+
+@nb.njit(cache=True, inline="always")
+def _flush_group(
+    g: int,
+    t: float,
+    g_path: IA,
+    g_rate: FA,
+    g_sum: FA,
+    g_last: FA,
+    k_off: IA,
+    k_links: IA,
+    l_res_acc: FA,
+    l_used_acc: FA,
+) -> None:
+    dt = t - g_last[g]
+    if dt > 0.0:
+        reserved = g_rate[g] * dt
+        used = min(g_rate[g], g_sum[g]) * dt
+        p = g_path[g]
+        for e in range(k_off[p], k_off[p + 1]):
+            l_res_acc[k_links[e]] += reserved
+            l_used_acc[k_links[e]] += used
+    g_last[g] = t
+
+
+@nb.njit(cache=True, inline="always")
+def _component(
+    nseed: int,
+    cnt: IA,
+    clk: FA,
+    hops_h: int,
+    s_path: IA,
+    k_off: IA,
+    k_links: IA,
+    e_next: IA,
+    l_head: IA,
+    w_comp: IA,
+    w_smark: IA,
+    w_lmark: IA,
+) -> int:
+    """Grow ``w_comp[:nseed]`` (already marked) to every flow sharing links with it, transitively.
+    Returns the size, or -1 past the hybrid threshold (then recompute all active flows)."""
+    epoch = cnt[C_EPOCH]
+    limit = max(8, int(clk[K_HYBRID] * cnt[C_ACTIVE]))
+    n = nseed
+    i = 0
+    while i < n:
+        p = s_path[w_comp[i]]
+        i += 1
+        for e in range(k_off[p], k_off[p + 1]):
+            link = k_links[e]
+            if w_lmark[link] == epoch:
+                continue
+            w_lmark[link] = epoch
+            node = l_head[link]
+            while node >= 0:
+                other = node // hops_h
+                if w_smark[other] != epoch:
+                    w_smark[other] = epoch
+                    w_comp[n] = other
+                    n += 1
+                    if n > limit:
+                        return -1
+                node = e_next[node]
+    return n
+
+
+@nb.njit(cache=True, inline="always")
+def _apply_rates(
+    nc: int,
+    t: float,
+    w_comp: IA,
+    mm_rate: FA,
+    s_flow: IA,
+    s_path: IA,
+    s_rate: FA,
+    s_last: FA,
+    s_rem: FA,
+    s_group: IA,
+    f_pair: IA,
+    f_size_bits: FA,
+    k_off: IA,
+    k_links: IA,
+    l_sum: FA,
+    l_last: FA,
+    l_acc: FA,
+    g_path: IA,
+    g_rate: FA,
+    g_sum: FA,
+    g_last: FA,
+    l_res_acc: FA,
+    l_used_acc: FA,
+    pair_acc: FA,
+    h_heap: IA,
+    h_pos: IA,
+    h_t: FA,
+    h_kind: IA,
+    h_size: IA,
+) -> None:
+    """Settle the bytes sent at the old rates up to ``t``, then switch flows to their new rates."""
+    for j in range(nc):
+        s = w_comp[j]
+        new = mm_rate[j]
+        old = s_rate[s]
+        if new == old:
+            continue
+        flow = s_flow[s]
+        dt = t - s_last[s]
+        if dt > 0.0 and old > 0.0:
+            s_rem[s] -= old * dt
+            pair_acc[f_pair[flow]] += old * dt
+        s_last[s] = t
+        p = s_path[s]
+        for e in range(k_off[p], k_off[p + 1]):
+            _flush_link(k_links[e], t, l_sum, l_last, l_acc)
+            l_sum[k_links[e]] += new - old
+        g = s_group[s]
+        if g >= 0:
+            _flush_group(g, t, g_path, g_rate, g_sum, g_last, k_off, k_links, l_res_acc, l_used_acc)
+            g_sum[g] += new - old
+        s_rate[s] = new
+        if not np.isnan(f_size_bits[flow]):
+            if s_rem[s] <= 0.0:
+                h_t[s] = t
+            elif new > 0.0:
+                h_t[s] = t + s_rem[s] / new
+            else:
+                h_t[s] = np.inf
+            heap.rekey(h_heap, h_pos, h_size, h_t, h_kind, s_flow, s)
+
+
+@nb.njit(cache=True)
+def _recompute(
+    nseed: int,
+    t: float,
+    cnt: IA,
+    clk: FA,
+    hops_h: int,
+    s_flow: IA,
+    s_path: IA,
+    s_rate: FA,
+    s_last: FA,
+    s_rem: FA,
+    s_group: IA,
+    f_pair: IA,
+    f_size_bits: FA,
+    f_dem_bps: FA,
+    k_off: IA,
+    k_links: IA,
+    l_cap: FA,
+    e_next: IA,
+    l_head: IA,
+    a_list: IA,
+    w_comp: IA,
+    w_smark: IA,
+    w_lmark: IA,
+    l_sum: FA,
+    l_last: FA,
+    l_acc: FA,
+    g_path: IA,
+    g_rate: FA,
+    g_n: IA,
+    g_sum: FA,
+    g_last: FA,
+    l_res_acc: FA,
+    l_used_acc: FA,
+    pair_acc: FA,
+    h_heap: IA,
+    h_pos: IA,
+    h_t: FA,
+    h_kind: IA,
+    h_size: IA,
+    mm_path: IA,
+    mm_floor: FA,
+    mm_dem: FA,
+    mm_rate: FA,
+    mm_state: IA,
+    ev_lev: FA,
+    ev_j: IA,
+    ev_kind: IA,
+    lk_base: FA,
+    lk_n: IA,
+    lk_key: FA,
+    lk_heap: IA,
+    lk_pos: IA,
+    lk_zero: IA,
+    lk_id: IA,
+    lk_touched: IA,
+    lk_mark: IA,
+    lk_cnt: IA,
+    lk_start: IA,
+    lk_fill: IA,
+    lk_flows: IA,
+    ev_order: IA,
+    lk_size: IA,
+) -> None:
+    """New max-min rates for the component of the seeds ``w_comp[:nseed]``; ``nseed < 0``: all flows."""
+    nc = -1
+    if nseed >= 0:
+        nc = _component(
+            nseed, cnt, clk, hops_h, s_path, k_off, k_links, e_next, l_head, w_comp, w_smark, w_lmark
+        )
+    if nc < 0:
+        nc = cnt[C_ACTIVE]
+        w_comp[:nc] = a_list[:nc]
+        cnt[C_FULL] += 1
+    else:
+        cnt[C_PARTIAL] += 1
+    if nc == 0:
+        return
+    for j in range(nc):
+        s = w_comp[j]
+        demand = f_dem_bps[s_flow[s]]
+        mm_path[j] = s_path[s]
+        mm_dem[j] = demand
+        g = s_group[s]
+        mm_floor[j] = min(demand, g_rate[g] / g_n[g]) if g >= 0 else 0.0
+    cnt[C_EPOCH] += 1
+    max_min(
+        nc,
+        mm_path,
+        mm_floor,
+        mm_dem,
+        k_off,
+        k_links,
+        l_cap,
+        mm_rate,
+        mm_state,
+        ev_lev,
+        ev_j,
+        ev_kind,
+        lk_base,
+        lk_n,
+        lk_key,
+        lk_heap,
+        lk_pos,
+        lk_zero,
+        lk_id,
+        lk_touched,
+        lk_mark,
+        lk_cnt,
+        lk_start,
+        lk_fill,
+        lk_flows,
+        ev_order,
+        lk_size,
+        cnt[C_EPOCH],
+    )
+    _apply_rates(
+        nc,
+        t,
+        w_comp,
+        mm_rate,
+        s_flow,
+        s_path,
+        s_rate,
+        s_last,
+        s_rem,
+        s_group,
+        f_pair,
+        f_size_bits,
+        k_off,
+        k_links,
+        l_sum,
+        l_last,
+        l_acc,
+        g_path,
+        g_rate,
+        g_sum,
+        g_last,
+        l_res_acc,
+        l_used_acc,
+        pair_acc,
+        h_heap,
+        h_pos,
+        h_t,
+        h_kind,
+        h_size,
+    )
+
+
+RateState = tuple[
+    Any, ...
+]  # the arrays of _recompute after ``hops_h``, in its parameter order (built by name)
+
+
+@nb.njit(cache=True)
+def _start(
+    s: int,
+    t: float,
+    cnt: IA,
+    clk: FA,
+    hops_h: int,
+    rs: RateState,
+    s_state: IA,
+    s_flow: IA,
+    s_path: IA,
+    s_rate: FA,
+    s_last: FA,
+    s_rem: FA,
+    s_group: IA,
+    a_list: IA,
+    a_pos: IA,
+    f_pair: IA,
+    f_size_bits: FA,
+    f_dur_s: FA,
+    k_off: IA,
+    k_links: IA,
+    e_next: IA,
+    e_prev: IA,
+    l_head: IA,
+    p_grp_off: IA,
+    p_grp_idx: IA,
+    g_path: IA,
+    g_rate: FA,
+    g_n: IA,
+    g_sum: FA,
+    g_last: FA,
+    l_res_acc: FA,
+    l_used_acc: FA,
+    h_heap: IA,
+    h_pos: IA,
+    h_t: FA,
+    h_kind: IA,
+    h_size: IA,
+    w_comp: IA,
+    w_smark: IA,
+) -> None:
+    """Flow in slot ``s`` starts sending at ``t``: it joins its links and its reservation group."""
+    if s_state[s] == PENDING:
+        heap.remove(h_heap, h_pos, h_size, h_t, h_kind, s_flow, s)
+    flow = s_flow[s]
+    p = s_path[s]
+    pair = f_pair[flow]
+    s_state[s] = ACTIVE
+    s_rate[s] = 0.0
+    s_last[s] = t
+    s_rem[s] = f_size_bits[flow]
+    group = -1
+    for at in range(p_grp_off[pair], p_grp_off[pair + 1]):
+        if g_path[p_grp_idx[at]] == p:
+            group = p_grp_idx[at]
+            break
+    if group >= 0:
+        _flush_group(group, t, g_path, g_rate, g_sum, g_last, k_off, k_links, l_res_acc, l_used_acc)
+        g_n[group] += 1
+    s_group[s] = group
+    _link_insert(s, hops_h, p, k_off, k_links, e_next, e_prev, l_head)
+    a_pos[s] = cnt[C_ACTIVE]
+    a_list[cnt[C_ACTIVE]] = s
+    cnt[C_ACTIVE] += 1
+    h_kind[s] = EV_COMPLETE
+    h_t[s] = t + f_dur_s[flow] if np.isnan(f_size_bits[flow]) else np.inf
+    heap.push(h_heap, h_pos, h_size, h_t, h_kind, s_flow, s)
+    cnt[C_STARTED] += 1
+    cnt[C_EPOCH] += 1
+    w_comp[0] = s
+    w_smark[s] = cnt[C_EPOCH]
+    _recompute(1, t, cnt, clk, hops_h, *rs)
+
+
+@nb.njit(cache=True)
+def _complete(
+    s: int,
+    t: float,
+    cnt: IA,
+    clk: FA,
+    hops_h: int,
+    rs: RateState,
+    s_state: IA,
+    s_flow: IA,
+    s_path: IA,
+    s_rate: FA,
+    s_last: FA,
+    s_rem: FA,
+    s_group: IA,
+    a_list: IA,
+    a_pos: IA,
+    f_pair: IA,
+    f_size_bits: FA,
+    k_off: IA,
+    k_links: IA,
+    e_next: IA,
+    e_prev: IA,
+    l_head: IA,
+    g_path: IA,
+    g_rate: FA,
+    g_n: IA,
+    g_sum: FA,
+    g_last: FA,
+    l_res_acc: FA,
+    l_used_acc: FA,
+    l_sum: FA,
+    l_last: FA,
+    l_acc: FA,
+    pair_acc: FA,
+    h_heap: IA,
+    h_pos: IA,
+    h_t: FA,
+    h_kind: IA,
+    h_size: IA,
+    w_comp: IA,
+    w_smark: IA,
+    o_done_s: FA,
+    o_hit: BA,
+    r_active: IA,
+    r_idle_s: FA,
+    free: IA,
+) -> None:
+    """Flow in slot ``s`` finishes at ``t``; the flows that shared its links get new rates."""
+    heap.remove(h_heap, h_pos, h_size, h_t, h_kind, s_flow, s)
+    flow = s_flow[s]
+    p = s_path[s]
+    pair = f_pair[flow]
+    rate = s_rate[s]
+    if np.isnan(f_size_bits[flow]):
+        sent = rate * (t - s_last[s]) if rate > 0.0 and t > s_last[s] else 0.0
+    else:
+        sent = max(s_rem[s], 0.0)  # exactly the bytes still owed: conservation by construction
+    pair_acc[pair] += sent
+    for e in range(k_off[p], k_off[p + 1]):
+        _flush_link(k_links[e], t, l_sum, l_last, l_acc)
+        l_sum[k_links[e]] -= rate
+    g = s_group[s]
+    if g >= 0:
+        _flush_group(g, t, g_path, g_rate, g_sum, g_last, k_off, k_links, l_res_acc, l_used_acc)
+        g_sum[g] -= rate
+        g_n[g] -= 1
+    _link_remove(s, hops_h, p, k_off, k_links, e_next, e_prev, l_head)
+    last = a_list[cnt[C_ACTIVE] - 1]
+    a_list[a_pos[s]] = last
+    a_pos[last] = a_pos[s]
+    cnt[C_ACTIVE] -= 1
+    o_done_s[flow] = t
+    if not o_hit[flow]:
+        r_active[pair] -= 1
+        if r_active[pair] == 0:
+            r_idle_s[pair] = t
+    s_state[s] = FREE
+    s_rate[s] = 0.0
+    free[cnt[C_FREE]] = s
+    cnt[C_FREE] += 1
+    cnt[C_EVENTS] += 1
+    cnt[C_DONE] += 1
+    cnt[C_EPOCH] += 1
+    n = 0
+    for e in range(k_off[p], k_off[p + 1]):
+        node = l_head[k_links[e]]
+        while node >= 0:
+            other = node // hops_h
+            if w_smark[other] != cnt[C_EPOCH]:
+                w_smark[other] = cnt[C_EPOCH]
+                w_comp[n] = other
+                n += 1
+            node = e_next[node]
+    if n > 0:
+        _recompute(n, t, cnt, clk, hops_h, *rs)
+
+
+@nb.njit(cache=True, inline="always")
+def _choose_path(
+    i: int,
+    t: float,
+    pair: int,
+    f_mask: IA,
+    f_u1: FA,
+    f_u2: FA,
+    p_cand_off: IA,
+    p_cand_path: IA,
+    p_cand_cum: FA,
+    p_cand_until: FA,
+    p_ecmp_off: IA,
+    p_ecmp_path: IA,
+) -> tuple[int, bool]:
+    """(path, hit): the scaffolded path drawn from the routes' weights when it is complete at ``t``,
+    otherwise the hash-chosen ECMP path the reactive controller installs."""
+    c0 = p_cand_off[pair]
+    c1 = p_cand_off[pair + 1]
+    if c1 > c0:
+        c = c0
+        while c < c1 - 1 and f_u1[i] >= p_cand_cum[c]:
+            c += 1
+        if p_cand_path[c] >= 0 and t < p_cand_until[c, f_mask[i]]:
+            return p_cand_path[c], True
+    e0 = p_ecmp_off[pair]
+    n = p_ecmp_off[pair + 1] - e0
+    return p_ecmp_path[e0 + min(int(f_u2[i] * n), n - 1)], False
+
+
+@nb.njit(cache=True, inline="always")
+def _reactive_delay(
+    t: float,
+    pair: int,
+    path: int,
+    mask: int,
+    clk: FA,
+    prof: FA,
+    k_off: IA,
+    k_fw: IA,
+    r_ready_s: FA,
+    r_active: IA,
+    r_idle_s: FA,
+) -> tuple[float, bool]:
+    """(delay, paid): reuse the pair's reactive entries while installed, else pay the profile's cost."""
+    ready = r_ready_s[pair]
+    if ready < np.inf and (r_active[pair] > 0 or t - r_idle_s[pair] < clk[K_IDLE_TIMEOUT]):
+        return max(0.0, ready - t), False
+    delay = (
+        prof[P_RTT]
+        + prof[P_COMPUTE]
+        + prof[P_HOP] * (k_off[path + 1] - k_off[path])
+        + prof[P_FIREWALL] * k_fw[path]
+        + (prof[P_ADMISSION] if mask != 0 else 0.0)
+    )
+    r_ready_s[pair] = t + delay
+    return delay, True
+
+
+@nb.njit(cache=True)
+def _tick(
+    tb: float,
+    cnt: IA,
+    clk: FA,
+    s_flow: IA,
+    s_path: IA,
+    s_rate: FA,
+    s_last: FA,
+    s_rem: FA,
+    s_group: IA,
+    a_list: IA,
+    f_pair: IA,
+    k_off: IA,
+    k_links: IA,
+    l_sum: FA,
+    l_last: FA,
+    l_acc: FA,
+    g_path: IA,
+    g_rate: FA,
+    g_sum: FA,
+    g_last: FA,
+    l_res_acc: FA,
+    l_used_acc: FA,
+    pair_acc: FA,
+    pair_last_bytes: FA,
+    t_end_s: FA,
+    t_load_bps: FA,
+    t_reserved_bps: FA,
+    t_unused_bps: FA,
+    t_sent_bytes: FA,
+) -> None:
+    """Close the tick ending at ``tb``: settle every flow, link and group, write one row, reset."""
+    for a in range(cnt[C_ACTIVE]):
+        s = a_list[a]
+        dt = tb - s_last[s]
+        if dt > 0.0 and s_rate[s] > 0.0:
+            s_rem[s] -= s_rate[s] * dt
+            pair_acc[f_pair[s_flow[s]]] += s_rate[s] * dt
+        s_last[s] = tb
+    for link in range(l_sum.shape[0]):
+        _flush_link(link, tb, l_sum, l_last, l_acc)
+    for g in range(g_path.shape[0]):
+        _flush_group(g, tb, g_path, g_rate, g_sum, g_last, k_off, k_links, l_res_acc, l_used_acc)
+    row = cnt[C_ROWS]
+    tick_s = clk[K_TICK_S]
+    t_end_s[row] = tb
+    t_load_bps[row, :] = l_acc / tick_s
+    t_reserved_bps[row, :] = l_res_acc / tick_s
+    t_unused_bps[row, :] = np.maximum(l_res_acc - l_used_acc, 0.0) / tick_s
+    t_sent_bytes[row] = pair_acc.sum() / 8.0
+    pair_last_bytes[:] = pair_acc / 8.0
+    pair_acc[:] = 0.0
+    l_acc[:] = 0.0
+    l_res_acc[:] = 0.0
+    l_used_acc[:] = 0.0
+    cnt[C_ROWS] += 1
+    cnt[C_TICK] += 1
+    # re-sum the running rates exactly, so that incremental rounding never accumulates across ticks
+    l_sum[:] = 0.0
+    g_sum[:] = 0.0
+    for a in range(cnt[C_ACTIVE]):
+        s = a_list[a]
+        p = s_path[s]
+        for e in range(k_off[p], k_off[p + 1]):
+            l_sum[k_links[e]] += s_rate[s]
+        if s_group[s] >= 0:
+            g_sum[s_group[s]] += s_rate[s]
+
+
+@nb.njit(cache=True)
+def run(
+    end_s: float,
+    cnt: IA,
+    clk: FA,
+    hops_h: int,
+    rs: RateState,
+    prof: FA,
+    f_arr_s: FA,
+    f_pair: IA,
+    f_mask: IA,
+    f_size_bits: FA,
+    f_dur_s: FA,
+    f_u1: FA,
+    f_u2: FA,
+    p_cand_off: IA,
+    p_cand_path: IA,
+    p_cand_cum: FA,
+    p_cand_until: FA,
+    p_ecmp_off: IA,
+    p_ecmp_path: IA,
+    p_grp_off: IA,
+    p_grp_idx: IA,
+    k_off: IA,
+    k_links: IA,
+    k_fw: IA,
+    s_state: IA,
+    s_flow: IA,
+    s_path: IA,
+    s_rate: FA,
+    s_last: FA,
+    s_rem: FA,
+    s_group: IA,
+    a_list: IA,
+    a_pos: IA,
+    free: IA,
+    e_next: IA,
+    e_prev: IA,
+    l_head: IA,
+    l_sum: FA,
+    l_last: FA,
+    l_acc: FA,
+    g_path: IA,
+    g_rate: FA,
+    g_n: IA,
+    g_sum: FA,
+    g_last: FA,
+    l_res_acc: FA,
+    l_used_acc: FA,
+    pair_acc: FA,
+    pair_last_bytes: FA,
+    h_heap: IA,
+    h_pos: IA,
+    h_t: FA,
+    h_kind: IA,
+    h_size: IA,
+    w_comp: IA,
+    w_smark: IA,
+    o_delay_s: FA,
+    o_done_s: FA,
+    o_hit: BA,
+    o_reactive: BA,
+    o_path: IA,
+    r_ready_s: FA,
+    r_active: IA,
+    r_idle_s: FA,
+    t_end_s: FA,
+    t_load_bps: FA,
+    t_reserved_bps: FA,
+    t_unused_bps: FA,
+    t_sent_bytes: FA,
+) -> int:
+    """Process every event before ``end_s`` and every tick boundary at or before it."""
+    n_flows = f_arr_s.shape[0]
+    while True:
+        next_tick = clk[K_ORIGIN] + (cnt[C_TICK] + 1) * clk[K_TICK_S]
+        t_heap = h_t[h_heap[0]] if h_size[0] > 0 else np.inf
+        i = cnt[C_NEXT_ARRIVAL]
+        t_arr = f_arr_s[i] if i < n_flows else np.inf
+        t_event = min(t_heap, t_arr)
+        if next_tick <= t_event and next_tick <= end_s:
+            if cnt[C_ROWS] >= t_end_s.shape[0]:
+                return GROW_ROWS
+            _tick(
+                next_tick,
+                cnt,
+                clk,
+                s_flow,
+                s_path,
+                s_rate,
+                s_last,
+                s_rem,
+                s_group,
+                a_list,
+                f_pair,
+                k_off,
+                k_links,
+                l_sum,
+                l_last,
+                l_acc,
+                g_path,
+                g_rate,
+                g_sum,
+                g_last,
+                l_res_acc,
+                l_used_acc,
+                pair_acc,
+                pair_last_bytes,
+                t_end_s,
+                t_load_bps,
+                t_reserved_bps,
+                t_unused_bps,
+                t_sent_bytes,
+            )
+            continue
+        if t_event >= end_s:
+            return DONE
+        if t_heap <= t_arr:
+            s = h_heap[0]
+            if h_kind[s] == EV_COMPLETE:
+                _complete(
+                    s,
+                    t_heap,
+                    cnt,
+                    clk,
+                    hops_h,
+                    rs,
+                    s_state,
+                    s_flow,
+                    s_path,
+                    s_rate,
+                    s_last,
+                    s_rem,
+                    s_group,
+                    a_list,
+                    a_pos,
+                    f_pair,
+                    f_size_bits,
+                    k_off,
+                    k_links,
+                    e_next,
+                    e_prev,
+                    l_head,
+                    g_path,
+                    g_rate,
+                    g_n,
+                    g_sum,
+                    g_last,
+                    l_res_acc,
+                    l_used_acc,
+                    l_sum,
+                    l_last,
+                    l_acc,
+                    pair_acc,
+                    h_heap,
+                    h_pos,
+                    h_t,
+                    h_kind,
+                    h_size,
+                    w_comp,
+                    w_smark,
+                    o_done_s,
+                    o_hit,
+                    r_active,
+                    r_idle_s,
+                    free,
+                )
+            else:
+                _start(
+                    s,
+                    t_heap,
+                    cnt,
+                    clk,
+                    hops_h,
+                    rs,
+                    s_state,
+                    s_flow,
+                    s_path,
+                    s_rate,
+                    s_last,
+                    s_rem,
+                    s_group,
+                    a_list,
+                    a_pos,
+                    f_pair,
+                    f_size_bits,
+                    f_dur_s,
+                    k_off,
+                    k_links,
+                    e_next,
+                    e_prev,
+                    l_head,
+                    p_grp_off,
+                    p_grp_idx,
+                    g_path,
+                    g_rate,
+                    g_n,
+                    g_sum,
+                    g_last,
+                    l_res_acc,
+                    l_used_acc,
+                    h_heap,
+                    h_pos,
+                    h_t,
+                    h_kind,
+                    h_size,
+                    w_comp,
+                    w_smark,
+                )
+            continue
+        if cnt[C_FREE] == 0:
+            return GROW_SLOTS
+        pair = f_pair[i]
+        path, hit = _choose_path(
+            i,
+            t_arr,
+            pair,
+            f_mask,
+            f_u1,
+            f_u2,
+            p_cand_off,
+            p_cand_path,
+            p_cand_cum,
+            p_cand_until,
+            p_ecmp_off,
+            p_ecmp_path,
+        )
+        delay = 0.0
+        paid = False
+        if not hit:
+            delay, paid = _reactive_delay(
+                t_arr, pair, path, f_mask[i], clk, prof, k_off, k_fw, r_ready_s, r_active, r_idle_s
+            )
+            r_active[pair] += 1
+        o_delay_s[i] = delay
+        o_hit[i] = hit
+        o_reactive[i] = paid
+        o_path[i] = path
+        cnt[C_NEXT_ARRIVAL] += 1
+        cnt[C_EVENTS] += 1
+        cnt[C_FREE] -= 1
+        s = free[cnt[C_FREE]]
+        s_flow[s] = i
+        s_path[s] = path
+        if delay > 0.0:
+            s_state[s] = PENDING
+            h_t[s] = t_arr + delay
+            h_kind[s] = EV_START
+            heap.push(h_heap, h_pos, h_size, h_t, h_kind, s_flow, s)
+        else:
+            _start(
+                s,
+                t_arr,
+                cnt,
+                clk,
+                hops_h,
+                rs,
+                s_state,
+                s_flow,
+                s_path,
+                s_rate,
+                s_last,
+                s_rem,
+                s_group,
+                a_list,
+                a_pos,
+                f_pair,
+                f_size_bits,
+                f_dur_s,
+                k_off,
+                k_links,
+                e_next,
+                e_prev,
+                l_head,
+                p_grp_off,
+                p_grp_idx,
+                g_path,
+                g_rate,
+                g_n,
+                g_sum,
+                g_last,
+                l_res_acc,
+                l_used_acc,
+                h_heap,
+                h_pos,
+                h_t,
+                h_kind,
+                h_size,
+                w_comp,
+                w_smark,
+            )
+
+
+@nb.njit(cache=True)
+def recompute_all(t: float, cnt: IA, clk: FA, hops_h: int, rs: RateState) -> None:
+    """Re-rate every active flow at ``t`` (after floors or paths changed under them)."""
+    _recompute(-1, t, cnt, clk, hops_h, *rs)
+
+
+@nb.njit(cache=True)
+def settle_groups(
+    t: float,
+    g_path: IA,
+    g_rate: FA,
+    g_sum: FA,
+    g_last: FA,
+    k_off: IA,
+    k_links: IA,
+    l_res_acc: FA,
+    l_used_acc: FA,
+) -> None:
+    """Book every reservation group's reserved and used bits up to ``t`` (before the groups change)."""
+    for g in range(g_path.shape[0]):
+        _flush_group(g, t, g_path, g_rate, g_sum, g_last, k_off, k_links, l_res_acc, l_used_acc)
+
+
+@nb.njit(cache=True)
+def regroup(
+    t: float,
+    cnt: IA,
+    s_flow: IA,
+    s_path: IA,
+    s_rate: FA,
+    s_group: IA,
+    a_list: IA,
+    f_pair: IA,
+    p_grp_off: IA,
+    p_grp_idx: IA,
+    g_path: IA,
+    g_n: IA,
+    g_sum: FA,
+    g_last: FA,
+) -> None:
+    """Assign active flows to the (new) reservation groups of their pair and path."""
+    g_n[:] = 0
+    g_sum[:] = 0.0
+    g_last[:] = t
+    for a in range(cnt[C_ACTIVE]):
+        s = a_list[a]
+        pair = f_pair[s_flow[s]]
+        s_group[s] = -1
+        for at in range(p_grp_off[pair], p_grp_off[pair + 1]):
+            if g_path[p_grp_idx[at]] == s_path[s]:
+                s_group[s] = p_grp_idx[at]
+                g_n[s_group[s]] += 1
+                g_sum[s_group[s]] += s_rate[s]
+                break
+
+
+@nb.njit(cache=True)
+def relink(
+    cnt: IA, hops_h: int, s_path: IA, a_list: IA, k_off: IA, k_links: IA, e_next: IA, e_prev: IA, l_head: IA
+) -> None:
+    """Rebuild the per-link flow lists (after the hop stride ``hops_h`` or the slot count changed)."""
+    l_head[:] = -1
+    for a in range(cnt[C_ACTIVE]):
+        s = a_list[a]
+        _link_insert(s, hops_h, s_path[s], k_off, k_links, e_next, e_prev, l_head)

@@ -1,0 +1,120 @@
+"""Item records: what the kernel objects of an item cannot say about it (float next-hop weights, the exact
+prefix spelling, a reservation's rate in bit/s, a circuit's path, origin and expiry), carried in the kernel
+as the comments of elements of one nft set (``items``) on the item's first device.
+
+A record is the item as compact JSON, split into chunks of at most :data:`CHUNK_CHARS` characters (an nft
+comment holds 128 bytes); element key = (high and low 32 bits of a hash of the item key, chunk number).
+Reading the chunks back gives the item; the backend still counts it present only when all its kernel
+objects are there as rendered. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+from netscaffold.errors import ValidationError
+from netscaffold.formats.render import nftables as nft_render
+from netscaffold.formats.render.objects import KernelElement
+from netscaffold.model.config import (
+    ConfigItem,
+    FirewallRule,
+    FlowMatch,
+    ItemKey,
+    NextHop,
+    Origin,
+    Reservation,
+    Route,
+    VirtualCircuit,
+)
+
+SET_NAME = nft_render.RECORD_SET
+CHUNK_CHARS = 100
+_ORIGIN = {Origin.STATIC: "s", Origin.PREDICTED: "p", Origin.CONFIRMED: "c"}
+_FROM_ORIGIN = {code: origin for origin, code in _ORIGIN.items()}
+
+
+def key_hash(key: ItemKey) -> tuple[int, int]:
+    digest = hashlib.blake2b("\x1f".join(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest[:4], "big"), int.from_bytes(digest[4:], "big")
+
+
+def encode_item(item: ConfigItem) -> list[Any]:
+    tail = [_ORIGIN[item.origin], item.expires_at]
+    if isinstance(item, Route):
+        hops = [[hop.via, hop.weight] for hop in item.next_hops]
+        return ["r", item.device, item.destination, hops, *tail]
+    if isinstance(item, FirewallRule):
+        m = item.match
+        return ["f", item.device, m.src, m.dst, m.proto, m.dst_port, item.action, *tail]
+    if isinstance(item, Reservation):
+        return ["s", item.flow_key, list(item.path), item.rate_bps, *tail]
+    return ["c", item.circuit_id, item.flow_key, list(item.path), item.rate_bps, *tail]
+
+
+def decode_item(data: list[Any]) -> ConfigItem:
+    """The item a record holds; ValidationError if the record is not one."""
+    try:
+        kind, *body, origin_code, expires_at = data
+        life = {"origin": _FROM_ORIGIN[origin_code], "expires_at": expires_at}
+        if kind == "r":
+            device, destination, hops = body
+            next_hops = tuple(NextHop(str(via), float(weight)) for via, weight in hops)
+            return Route(device, destination, next_hops, **life)
+        if kind == "f":
+            device, src, dst, proto, port, action = body
+            return FirewallRule(device, FlowMatch(src, dst, proto, port), action, **life)
+        if kind == "s":
+            flow_key, path, rate = body
+            return Reservation(flow_key, tuple(path), float(rate), **life)
+        if kind == "c":
+            circuit_id, flow_key, path, rate = body
+            return VirtualCircuit(circuit_id, flow_key, tuple(path), float(rate), **life)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValidationError(f"not an item record: {exc}", element=f"record {data!r:.80}") from None
+    raise ValidationError(f"unknown record kind {kind!r}", element=f"record {data!r:.80}")
+
+
+def record_elements(item: ConfigItem, timeout_s: int | None) -> list[KernelElement]:
+    """The elements holding ``item``'s record, on its first device."""
+    text = json.dumps(encode_item(item), separators=(",", ":"))
+    high, low = key_hash(item.key)
+    chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)]
+    node = item.devices()[0]
+    return [
+        KernelElement(node, SET_NAME, (high, low, index), None, chunk, timeout_s)
+        for index, chunk in enumerate(chunks)
+    ]
+
+
+def items_from_elements(elements: Iterable[KernelElement]) -> list[ConfigItem]:
+    """Items whose records are complete and intact among ``elements`` (others are skipped)."""
+    chunks: dict[tuple[str, int, int], dict[int, str]] = defaultdict(dict)
+    for element in elements:
+        if element.set_name != SET_NAME or len(element.key) != 3:
+            continue
+        high, low, index = (int(part) for part in element.key)
+        chunks[(element.node, high, low)][index] = element.comment
+    items = []
+    for (_, high, low), parts in sorted(chunks.items()):
+        if sorted(parts) != list(range(len(parts))):
+            continue  # a chunk is missing: not a whole record
+        item = _decoded("".join(parts[i] for i in range(len(parts))))
+        if item is None:
+            continue
+        if key_hash(item.key) == (high, low):
+            items.append(item)
+    return items
+
+
+@lru_cache(maxsize=1 << 16)
+def _decoded(text: str) -> ConfigItem | None:
+    """The item a record's text holds (a pure function of the text, hence cached), None if none."""
+    try:
+        return decode_item(json.loads(text))
+    except (ValueError, ValidationError):
+        return None
