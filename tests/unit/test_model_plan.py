@@ -76,9 +76,7 @@ def test_provisional_link_share_is_budgeted(line: Topology) -> None:
 
 
 def test_device_slots_are_budgeted(line: Topology) -> None:
-    routes = [
-        Route("h1", f"198.18.1.{i}/32", (NextHop("fw"),), Origin.PREDICTED, 5.0) for i in range(3)
-    ]
+    routes = [Route("h1", f"198.18.1.{i}/32", (NextHop("fw"),), Origin.PREDICTED, 5.0) for i in range(3)]
     plan = Plan.between(NetworkConfig(), NetworkConfig.of(routes))
     plan.validate(line, ProvisionalBudget(rule_slots_per_device=3))
     with pytest.raises(PlanError, match="device 'h1' would hold 3 provisional entries, budget 2"):

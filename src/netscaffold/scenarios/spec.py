@@ -80,7 +80,10 @@ class Scenario(_Strict):
     risk: RiskSpec = Field(default_factory=RiskSpec)
     risk_per_class: dict[str, RiskSpec] = Field(default_factory=dict)
     refine: RefineSpec = Field(default_factory=RefineSpec)
-    lstm_epochs: Annotated[int, Field(ge=1)] = 30
+    lstm: dict[str, Any] = Field(
+        default_factory=lambda: {"epochs": 5, "windows_per_epoch": 8192, "hidden": 32}
+    )
+    """Options of the LSTM forecaster (see `netscaffold.predict.lstm.LstmForecaster`)."""
 
     @field_validator("strategies")
     @classmethod

@@ -1,0 +1,46 @@
+"""``netscaffold serve``: the REST service (TLS by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def serve(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on")] = "127.0.0.1:8443",
+    tls_cert: Annotated[Path | None, typer.Option(help="server certificate (PEM)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="server key (PEM)")] = None,
+    client_ca: Annotated[
+        Path | None, typer.Option(help="CA of client certificates: turns on mutual TLS")
+    ] = None,
+    state: Annotated[Path, typer.Option(help="state folder (SQLite database, model checkpoints)")] = Path(
+        "state"
+    ),
+    backend: Annotated[str, typer.Option(help="sim or linux")] = "sim",
+    lab: Annotated[str, typer.Option(help="lab name for the linux backend")] = "nsd",
+    insecure_http: Annotated[
+        bool, typer.Option("--insecure-http", help="serve plain HTTP (logged as a warning)")
+    ] = False,
+    max_body_bytes: Annotated[int, typer.Option(help="request body limit (413 above)")] = 16 * 1024 * 1024,
+) -> None:
+    """Run the netscaffold REST API (OpenAPI at /openapi.json, metrics at /metrics)."""
+    import logging
+
+    from netscaffold.errors import ConfigError
+    from netscaffold.service.server import ServeOptions, parse_listen
+    from netscaffold.service.server import serve as run_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if max_body_bytes < 1024:
+        raise ConfigError("must be at least 1024", field="max_body_bytes")
+    host, port = parse_listen(listen)
+    options = ServeOptions(
+        host, port, state, backend, tls_cert, tls_key, client_ca, insecure_http, max_body_bytes, lab
+    )
+    run_server(options)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,311 @@
+"""A global LSTM forecaster: one model shared by every pair (a new pair is forecast at once).
+
+Inputs are level-invariant log1p windows (:mod:`netscaffold.predict.lstm_features`); all horizon steps come
+from one head as a change added to the last value; the loss is pinball (L1 at the median) on the
+back-transformed values, so it matches NMAE; early stopping keeps the epoch with the lowest validation
+NMAE. Seeded and deterministic on CPU (fixed torch thread count, seeded). torch is
+imported only inside methods, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from netscaffold.errors import CheckpointError, ConfigError, TrafficError, ValidationError
+from netscaffold.predict.base import Forecast, Forecaster, monotone
+from netscaffold.predict.lstm_features import FeatureSpec, Scaler, sample_grid
+from netscaffold.predict.series import DAY_S, PairSeries
+
+if TYPE_CHECKING:
+    import torch
+
+    from netscaffold.predict.lstm_net import QuantileLstm
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+INFER_CHUNK = 32_768
+
+
+@contextlib.contextmanager
+def torch_determinism(seed: int, threads: int) -> Iterator[None]:
+    """A fixed thread count and a seeded generator, restored afterwards.
+
+    CPU kernels of LSTM/Linear are deterministic for a fixed thread count (tested: same seed, same bytes).
+    ``torch.use_deterministic_algorithms`` is not called: it imports torch's compiler (~10 s) and
+    changes nothing for these CPU kernels."""
+    import torch
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but torch sees no GPU", field="device")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}", field="device")
+    return device
+
+
+class LstmForecaster(Forecaster):
+    name = "lstm"
+
+    def __init__(
+        self,
+        *,
+        window: int = 24,
+        hidden: int = 64,
+        layers: int = 1,
+        epochs: int = 15,
+        batch_size: int = 512,
+        lr: float = 2e-3,
+        windows_per_epoch: int = 65_536,
+        patience: int = 3,
+        activity_weight: float = 0.05,
+        lr_decay: float = 0.85,
+        median_weight: float = 1.0,
+        pair_stats: bool = True,
+        seasonal_lag: int = -1,
+        device: str = "auto",
+        threads: int = 2,
+        progress: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if window < 2 or hidden < 1 or layers < 1 or epochs < 1 or batch_size < 1 or threads < 1:
+            raise ConfigError(
+                "window >= 2 and hidden, layers, epochs, batch_size, threads >= 1", element="lstm"
+            )
+        self.hyper: dict[str, Any] = {
+            "window": window, "hidden": hidden, "layers": layers, "epochs": epochs, "batch_size": batch_size,
+            "lr": lr, "windows_per_epoch": windows_per_epoch, "patience": patience,
+            "activity_weight": activity_weight, "threads": threads, "lr_decay": lr_decay,
+            "median_weight": median_weight, "pair_stats": pair_stats, "seasonal_lag": seasonal_lag,
+        }  # fmt: skip
+        self.device_request = device
+        self.progress = progress
+        self.scaler = Scaler(np.zeros(0), np.zeros(0), 0.0)
+        self.spec = self._spec(())
+        self.history_log: list[dict[str, float]] = []
+        self.train_windows = 0
+        self._net: QuantileLstm | None = None
+
+    @property
+    def min_context(self) -> int:
+        return self.spec.min_context
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.spec.names()
+
+    def _spec(self, exog_names: tuple[str, ...]) -> FeatureSpec:
+        return FeatureSpec(
+            window=int(self.hyper["window"]),
+            horizon=self.horizon,
+            seasonal_lag=max(int(self.hyper["seasonal_lag"]), 0),
+            pair_stats=bool(self.hyper["pair_stats"]),
+            exog_names=exog_names,
+        )
+
+    def _resolve_seasonal_lag(self, history: PairSeries, split: int) -> None:
+        """``-1`` (auto): one day of steps when the training part holds at least four days, else none."""
+        if int(self.hyper["seasonal_lag"]) >= 0:
+            return
+        day_steps = round(DAY_S / history.interval_s)
+        self.hyper["seasonal_lag"] = day_steps if day_steps >= self.horizon and split >= 4 * day_steps else 0
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def _fit(self, history: PairSeries, split: int) -> None:
+        self._resolve_seasonal_lag(history, split)
+        self.spec = self._spec(history.exog_names)
+        window, horizon = self.min_context, self.horizon
+        train_origins = history.origins(window, horizon, stop=split)
+        val_origins = history.origins(window, horizon, start=split)
+        if train_origins.size == 0 or val_origins.size == 0:
+            raise TrafficError(
+                f"model 'lstm' needs training and validation origins with {window} steps of history and "
+                f"{horizon} targets; the history ({history.steps} steps) is too short",
+                field="tm",
+            )
+        self.scaler = Scaler.fit(history.values[:split])
+        with torch_determinism(self.seed, self.hyper["threads"]):
+            self._net = self._new_net()
+            self._train(
+                history, train_origins, val_origins, int(self.hyper["epochs"]), float(self.hyper["lr"])
+            )
+
+    def _partial_fit(self, recent: PairSeries) -> None:
+        origins = recent.origins(self.min_context, self.horizon)
+        if origins.size == 0:
+            raise TrafficError(
+                f"partial_fit needs at least {self.min_context + self.horizon} contiguous steps", field="tm"
+            )
+        with torch_determinism(self.seed + 1 + len(self.history_log), self.hyper["threads"]):
+            self._train(recent, origins, None, 1, float(self.hyper["lr"]) * 0.2)
+
+    def _new_net(self) -> QuantileLstm:
+        from netscaffold.predict.lstm_net import QuantileLstm
+
+        return QuantileLstm(
+            len(self.spec.sequence_names()),
+            len(self.spec.static_names()),
+            hidden=self.hyper["hidden"],
+            layers=self.hyper["layers"],
+            horizon=self.horizon,
+            levels=self.levels,
+        )
+
+    def _train(
+        self, series: PairSeries, origins: IntArray, val_origins: IntArray | None, epochs: int, lr: float
+    ) -> None:
+
+        from netscaffold.predict.lstm_train import Adam, TrainBatchMaker, progress_bar
+
+        net = self._require_net()
+        device = resolve_device(self.device_request)
+        net.to(device)
+        maker = TrainBatchMaker(self, series, origins, device)
+        optimiser = Adam(net.parameters(), lr=lr)
+        rng = np.random.default_rng(self.seed + len(self.history_log))
+        best = (float("inf"), {k: v.detach().clone() for k, v in net.state_dict().items()})
+        stale = 0
+        with progress_bar(self.progress, epochs) as advance:
+            for epoch in range(epochs):
+                start_s = time.perf_counter()
+                train_loss = maker.run_epoch(net, optimiser, rng)
+                record = {
+                    "epoch": float(epoch), "train_loss": train_loss, "epoch_s": 0.0,
+                    "train_s": time.perf_counter() - start_s, "windows": float(maker.last_epoch),
+                }  # fmt: skip
+                if val_origins is not None:
+                    record["val_nmae"] = self._val_nmae(series, val_origins)
+                record["epoch_s"] = time.perf_counter() - start_s
+                self.history_log.append(record)
+                advance(record)
+                optimiser.lr *= float(self.hyper["lr_decay"])
+                if val_origins is None:
+                    continue
+                if record["val_nmae"] < best[0] - 1e-5:
+                    best, stale = (record["val_nmae"], _clone_state(net)), 0
+                else:
+                    stale += 1
+                    if stale >= int(self.hyper["patience"]):
+                        break
+        if val_origins is not None:
+            net.load_state_dict(best[1])
+        self.train_windows += maker.seen
+
+    def _val_nmae(self, series: PairSeries, origins: IntArray) -> float:
+        point = self._infer(series, origins, self.horizon)[0][..., self.levels.index(0.5)]
+        actual = series.values[origins[:, None] + np.arange(self.horizon)[None, :]]
+        per_step = np.abs(point - actual).sum(axis=(0, 2)) / np.maximum(actual.sum(axis=(0, 2)), 1e-12)
+        return float(per_step.mean())
+
+    def _require_net(self) -> QuantileLstm:
+        if self._net is None:
+            raise ValidationError("the LSTM has no network: fit or load it first", element="lstm")
+        return self._net
+
+    # -- inference -------------------------------------------------------------------------------
+    def _predict_at(self, series: PairSeries, origins: IntArray, horizon: int) -> Forecast:
+        if horizon > self.horizon:
+            raise ValidationError(
+                f"the LSTM was trained for horizon {self.horizon}, asked for {horizon}", field="horizon"
+            )
+        given = self._spec(series.exog_names).names()
+        if given != self.features:
+            raise TrafficError(
+                f"the model was trained with features {list(self.features)}, the input has {list(given)}",
+                field="features",
+            )
+        with torch_determinism(self.seed, self.hyper["threads"]):
+            quantiles, activity = self._infer(series, origins, horizon)
+        return Forecast(origins=origins, levels=self.levels, quantiles=quantiles, activity=activity)
+
+    def _infer(self, series: PairSeries, origins: IntArray, horizon: int) -> tuple[FloatArray, FloatArray]:
+        """Quantiles ``[O, H, P, Q]`` and activity ``[O, H, P]``."""
+        import torch
+
+        net = self._require_net()
+        device = next(net.parameters()).device
+        scaled = self.scaler.standardise(series.values)
+        orig_idx, pair_idx = sample_grid(origins, series.n_pairs)
+        quantiles = np.empty((orig_idx.size, horizon, len(self.levels)))
+        activity = np.empty((orig_idx.size, horizon))
+        net.eval()
+        with torch.no_grad():
+            for lo in range(0, orig_idx.size, INFER_CHUNK):
+                sl = slice(lo, lo + INFER_CHUNK)
+                inputs, static, last = self.spec.build(
+                    series, scaled, self.scaler, orig_idx[sl], pair_idx[sl]
+                )
+                deltas, logits = net(torch.from_numpy(inputs).to(device), torch.from_numpy(static).to(device))
+                z = self.back_transform(torch.from_numpy(last).to(device), deltas, pair_idx[sl])
+                quantiles[sl] = z[:, :horizon].double().cpu().numpy()
+                activity[sl] = torch.sigmoid(logits[:, :horizon]).double().cpu().numpy()
+        shape = (origins.size, series.n_pairs)
+        q = quantiles.reshape(*shape, horizon, -1).transpose(0, 2, 1, 3)
+        act = activity.reshape(*shape, horizon).transpose(0, 2, 1)
+        return monotone(q), np.asarray(act, dtype=np.float64)
+
+    def back_transform(self, last: torch.Tensor, deltas: torch.Tensor, pair_idx: IntArray) -> torch.Tensor:
+        """Values in the series unit from standardised deltas ``[B, H, Q]`` added to ``last[B]``."""
+        import torch
+
+        mu = torch.from_numpy(self.scaler.mu[pair_idx].astype(np.float32)).to(deltas.device)
+        sd = torch.from_numpy(self.scaler.sd[pair_idx].astype(np.float32)).to(deltas.device)
+        logged = (last[:, None, None] + deltas) * sd[:, None, None] + mu[:, None, None]
+        return torch.expm1(torch.clamp(logged, 0.0, self.scaler.max_log))
+
+    # -- persistence -----------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {
+            **self.base_config(),
+            "hyper": self.hyper,
+            "features": list(self.features),
+            "exog_names": list(self.spec.exog_names),
+            "max_log": self.scaler.max_log,
+            "train_windows": self.train_windows,
+            "history": self.history_log,
+        }
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self._require_net().state_dict().items()}
+        return {"scaler.mu": self.scaler.mu, "scaler.sd": self.scaler.sd, **state}
+
+    def restore(self, config: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
+        import torch
+
+        self.spec = self._spec(tuple(config.get("exog_names", ())))
+        if tuple(config["features"]) != self.features:
+            raise CheckpointError(
+                f"feature list {config['features']} does not match the model", element="lstm"
+            )
+        self.scaler = Scaler(arrays["scaler.mu"], arrays["scaler.sd"], float(config["max_log"]))
+        if self.scaler.mu.shape != (len(self.pairs),) or self.scaler.sd.shape != (len(self.pairs),):
+            raise CheckpointError("scalers do not match the checkpoint's pairs", element="lstm")
+        self.history_log = list(config.get("history", []))
+        self.train_windows = int(config.get("train_windows", 0))
+        net = self._new_net()
+        state = {k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")}
+        net.load_state_dict(state, strict=True)
+        self._net = net.to(resolve_device(self.device_request))
+
+
+def _clone_state(net: QuantileLstm) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}

@@ -1,0 +1,102 @@
+"""Inputs of the global LSTM, built with numpy: level-invariant, log1p-scaled windows.
+
+Per pair ``s = (log1p(x) - mu) / sd`` with ``mu``, ``sd`` from the training part; a window is ``s`` over
+the last ``W`` steps minus its last value (the model sees shape, not level, so a pair that doubles its
+traffic is forecast from its new level), with the time of day (sin, cos) of every step and any exogenous
+telemetry features of the pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from netscaffold.predict.series import PairSeries
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+F32Array = npt.NDArray[np.float32]
+SD_FLOOR = 0.05
+
+
+@dataclass(frozen=True)
+class Scaler:
+    mu: FloatArray
+    sd: FloatArray
+    max_log: float
+
+    @classmethod
+    def fit(cls, values: FloatArray) -> Scaler:
+        logged = np.log1p(values)
+        return cls(
+            mu=logged.mean(axis=0),
+            sd=np.maximum(logged.std(axis=0), SD_FLOOR),
+            max_log=float(logged.max()) + 2.0,
+        )
+
+    def standardise(self, values: FloatArray) -> F32Array:
+        return ((np.log1p(values) - self.mu) / self.sd).astype(np.float32)
+
+    def pair_stats(self) -> F32Array:
+        """Per pair ``[P, 2]``: the training mean and spread in log1p space (size and noisiness, not the
+        current level, so a level shift is still not reverted)."""
+        return np.stack([self.mu / 10.0, self.sd], axis=-1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What the network sees. Per window step: the level-invariant traffic, the time of day (sin, cos)
+    and any exogenous features. Per sample (static, fed to the head): the pair's training log mean and
+    spread (its size and noisiness, not its current level), and, with ``seasonal_lag`` steps (one day),
+    the change the pair made one period earlier over the same horizon (``s[o-lag+h] - s[o-lag-1]``): a
+    level-invariant seasonal hint."""
+
+    window: int
+    horizon: int
+    seasonal_lag: int = 0
+    pair_stats: bool = True
+    exog_names: tuple[str, ...] = ()
+
+    @property
+    def min_context(self) -> int:
+        return max(self.window, self.seasonal_lag + 1 if self.seasonal_lag else 0)
+
+    def sequence_names(self) -> tuple[str, ...]:
+        return ("dlog_traffic", "tod_sin", "tod_cos", *self.exog_names)
+
+    def static_names(self) -> tuple[str, ...]:
+        stats = ("pair_log_mean", "pair_log_sd") if self.pair_stats else ()
+        seasonal = tuple(f"seasonal_delta_h{h + 1}" for h in range(self.horizon)) if self.seasonal_lag else ()
+        return (*stats, *seasonal)
+
+    def names(self) -> tuple[str, ...]:
+        return (*self.sequence_names(), *self.static_names())
+
+    def build(
+        self, series: PairSeries, scaled: F32Array, scaler: Scaler, origins: IntArray, pair_idx: IntArray
+    ) -> tuple[F32Array, F32Array, F32Array]:
+        """(sequence ``[B, W, F]``, static ``[B, S]``, last standardised value ``[B]``)."""
+        steps = origins[:, None] + np.arange(-self.window, 0)[None, :]
+        level = scaled[steps, pair_idx[:, None]]
+        last = level[:, -1]
+        angle = 2.0 * np.pi * series.time_of_day[steps]
+        sequence = np.stack([level - last[:, None], np.sin(angle), np.cos(angle)], axis=-1).astype(np.float32)
+        if series.exog is not None:
+            exog = series.exog[steps, pair_idx[:, None]].astype(np.float32)
+            sequence = np.concatenate([sequence, exog], axis=-1)
+        static: list[F32Array] = []
+        if self.pair_stats:
+            static.append(scaler.pair_stats()[pair_idx])
+        if self.seasonal_lag:
+            base = origins - self.seasonal_lag
+            ahead = scaled[base[:, None] + np.arange(self.horizon)[None, :], pair_idx[:, None]]
+            static.append(ahead - scaled[base - 1, pair_idx][:, None])
+        joined = np.concatenate(static, axis=-1) if static else np.zeros((origins.size, 0), np.float32)
+        return sequence, joined.astype(np.float32), last.astype(np.float32)
+
+
+def sample_grid(origins: IntArray, n_pairs: int) -> tuple[IntArray, IntArray]:
+    """Every (origin, pair), origin-major."""
+    return np.repeat(origins, n_pairs), np.tile(np.arange(n_pairs, dtype=np.int64), origins.size)

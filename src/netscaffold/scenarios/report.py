@@ -1,0 +1,214 @@
+"""What `netscaffold run` writes: summary.json, report.md and PNG plots, in a folder the user names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netscaffold.reporting import envelope, to_json
+from netscaffold.scenarios.runner import Comparison
+
+SUMMARY_KEYS = (
+    "hit_ratio",
+    "setup_ms_mean",
+    "setup_ms_p50",
+    "setup_ms_p99",
+    "saved_fraction",
+    "waste_bw_fraction",
+    "unused_rule_fraction",
+    "peak_rules_per_device",
+    "plan_ops_per_s",
+    "forecast_nmae",
+)
+
+
+def summary_document(comparison: Comparison, inputs: list[Path] | None = None) -> dict[str, Any]:
+    sc = comparison.scenario
+    figures = comparison.summary()
+    strategies = {
+        name: {key: _round(fig[key]) for key in (*SUMMARY_KEYS, "flows", "refused_plans", "retrains")}
+        for name, fig in figures.items()
+    }
+    return envelope(
+        {
+            "scenario": sc.name,
+            "strategies": strategies,
+            "split": {
+                "train_fraction": sc.train_fraction,
+                "measured_from_s": comparison.measure_from_s,
+                "duration_s": sc.duration_s,
+            },
+            "workload": {
+                "kind": comparison.workload.kind,
+                "flows": len(comparison.workload.flows),
+                "endpoints": len(comparison.workload.flows.endpoints),
+                "pairs": len(comparison.index),
+                "events": [e.to_json() for e in comparison.workload.events],
+                "notes": list(comparison.workload.notes),
+            },
+            "profile": sc.profile,
+        },
+        seed=sc.seed,
+        inputs=inputs or [],
+    )
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if np.isnan(value) else round(value, 6)
+    return value
+
+
+def write_report(comparison: Comparison, out_dir: Path, inputs: list[Path] | None = None) -> dict[str, Any]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = summary_document(comparison, inputs)
+    (out_dir / "summary.json").write_text(to_json(doc) + "\n", encoding="utf-8")
+    plots = write_plots(comparison, out_dir)
+    (out_dir / "report.md").write_text(render_markdown(doc, plots), encoding="utf-8")
+    return doc
+
+
+def render_markdown(doc: dict[str, Any], plots: list[str]) -> str:
+    lines = [
+        f"# netscaffold run: scenario `{doc['scenario']}` (seed {doc['seed']})",
+        "",
+        f"Workload: {doc['workload']['kind']}, {doc['workload']['flows']} flows over "
+        f"{doc['workload']['endpoints']} endpoints; setup-cost profile `{doc['profile']}`. Figures cover "
+        f"t >= {doc['split']['measured_from_s']:g} s of {doc['split']['duration_s']:g} s "
+        f"(forecasters learn on the first {doc['split']['train_fraction']:.0%}).",
+        "",
+        "| strategy | hit ratio | setup ms mean | p50 | p99 | saved | waste bw | unused rules "
+        "| peak rules/device | plan ops/s | forecast NMAE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, fig in doc["strategies"].items():
+        cells = [_cell(fig[key]) for key in SUMMARY_KEYS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "saved = (reactive - strategy) / (reactive - oracle) of total setup delay.", ""]
+    lines += [f"![{Path(p).stem}]({p})" for p in plots]
+    events = doc["workload"]["events"]
+    if events:
+        lines += ["", "## Workload events", ""]
+        lines += [f"- t={e['time_s']:g} s: {e['kind']} {e['subject']}" for e in events[:50]]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def write_plots(comparison: Comparison, out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for name, draw in (
+        ("setup_delay_cdf.png", _plot_cdf),
+        ("hit_ratio_and_waste.png", _plot_timeline),
+        ("forecast_vs_actual.png", _plot_forecasts),
+        ("rule_occupancy.png", _plot_occupancy),
+    ):
+        fig = draw(comparison, plt)
+        if fig is None:
+            continue
+        fig.savefig(out_dir / name, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        written.append(name)
+    return written
+
+
+def _plot_cdf(comparison: Comparison, plt: Any) -> Any:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, run in comparison.runs.items():
+        tally = run.tally
+        times = np.asarray(tally.flow_times_s)
+        delays = np.sort(np.asarray(tally.setup_delays_s)[times >= comparison.measure_from_s] * 1e3)
+        if delays.size:
+            ax.step(delays, np.arange(1, delays.size + 1) / delays.size, where="post", label=name)
+    ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_xlabel("setup delay before the first packet moves (ms)")
+    ax.set_ylabel("share of new flows")
+    ax.set_title("Setup-delay CDF per strategy")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _smooth(values: np.ndarray, window: int = 10) -> np.ndarray:
+    if values.size < window:
+        return values
+    kernel = np.ones(window) / window
+    return np.convolve(values, kernel, mode="same")
+
+
+def _plot_timeline(comparison: Comparison, plt: Any) -> Any:
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for name, run in comparison.runs.items():
+        rows = np.asarray(run.tally.timeline)
+        if rows.size == 0 or name == "reactive":
+            continue
+        flows, hits = _smooth(rows[:, 1]), _smooth(rows[:, 2])
+        top.plot(rows[:, 0], np.divide(hits, flows, out=np.zeros_like(hits), where=flows > 0), label=name)
+        reserved, unused = rows[:, 3], rows[:, 4]
+        bottom.plot(
+            rows[:, 0], np.divide(unused, reserved, out=np.zeros_like(unused), where=reserved > 0), label=name
+        )
+    for event in comparison.workload.events:
+        if event.kind in ("scale-out", "deployment", "autoscale", "deploy"):
+            for ax in (top, bottom):
+                ax.axvline(event.time_s, color="grey", alpha=0.3, linewidth=0.8)
+    for ax in (top, bottom):
+        ax.axvline(comparison.measure_from_s, color="black", linestyle="--", linewidth=0.8)
+        ax.grid(alpha=0.3)
+    top.set_ylabel("hit ratio (10 s mean)")
+    bottom.set_ylabel("reserved bw unused")
+    bottom.set_xlabel("simulated time (s); dashed: end of training; grey: scaling and deployments")
+    top.legend(fontsize=8)
+    top.set_title("Hit ratio and bandwidth waste over time")
+    return fig
+
+
+def _plot_forecasts(comparison: Comparison, plt: Any) -> Any:
+    actual = comparison.actual_bps
+    runs = [r for r in comparison.runs.values() if r.forecasts]
+    if actual is None or not runs:
+        return None
+    top_pairs = np.argsort(-actual.sum(axis=0))[:4]
+    fig, axes = plt.subplots(len(top_pairs), 1, figsize=(8, 2.2 * len(top_pairs)), sharex=True)
+    for ax, pair in zip(np.atleast_1d(axes), top_pairs, strict=True):
+        ax.plot(np.arange(actual.shape[0]), actual[:, pair] / 1e6, color="black", linewidth=1, label="actual")
+        for run in runs:
+            ticks = sorted(run.forecasts)
+            ax.plot(ticks, [run.forecasts[t][pair] / 1e6 for t in ticks], linewidth=0.8, label=run.name)
+        src, dst = comparison.index.pairs[pair]
+        ax.set_ylabel(f"{src}\n->{dst}\nMbit/s", fontsize=7)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].legend(fontsize=7, ncol=3)
+    np.atleast_1d(axes)[-1].set_xlabel("tick")
+    fig.suptitle("One-step-ahead median forecast against what the pair carried (top pairs)")
+    return fig
+
+
+def _plot_occupancy(comparison: Comparison, plt: Any) -> Any:
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for name, run in comparison.runs.items():
+        rows = np.asarray(run.tally.occupancy)
+        if rows.size and name != "reactive":
+            ax.plot(rows[:, 0], rows[:, 1], label=name)
+    budget = comparison.scenario.budget.rule_slots_per_device
+    ax.axhline(budget, color="red", linestyle=":", label=f"budget {budget}")
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("provisional entries, busiest device")
+    ax.set_yscale("symlog")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title("Rule-table occupancy")
+    return fig

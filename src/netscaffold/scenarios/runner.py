@@ -1,0 +1,231 @@
+"""`netscaffold run`: the same scenario, seed and workload under each strategy, side by side.
+
+Order: ``reactive`` first (it also records, per tick, what every pair carried and when flows started: the
+oracle's perfect foresight), then every ``scaffold:<forecaster>`` and the ``oracle``. Each strategy runs on
+a fresh emulator over the same flows. Forecasters learn from the first ``train_fraction`` of the run (and
+keep learning online); every figure covers only the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netscaffold.backends.protocol import ManualClock
+from netscaffold.engine.forecasting import ForecastPredictor
+from netscaffold.engine.loop import Engine, TickRecord
+from netscaffold.engine.predictors import OraclePredictor, PairIndex, Predictor
+from netscaffold.engine.tally import RunTally
+from netscaffold.model.events import FlowRequest
+from netscaffold.model.metrics import PerformanceSample
+from netscaffold.model.plan import ProvisionalBudget
+from netscaffold.refine.refiner import RefinePolicy, Refiner
+from netscaffold.scaffold.planner import Scaffolder
+from netscaffold.scaffold.policy import ClassRisk, ScaffoldPolicy
+from netscaffold.scenarios.build import build_topology, build_workload
+from netscaffold.scenarios.spec import Scenario
+from netscaffold.telemetry.workload import Workload
+
+log = logging.getLogger(__name__)
+ProgressFn = Callable[[str, float], None]
+
+
+@dataclass
+class StrategyRun:
+    name: str
+    tally: RunTally
+    wall_s: float
+    forecast_nmae: float | None = None
+    retrains: int = 0
+    fit_s: float = 0.0
+    forecasts: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Comparison:
+    scenario: Scenario
+    workload: Workload
+    measure_from_s: float
+    index: PairIndex
+    runs: dict[str, StrategyRun] = field(default_factory=dict)
+    actual_bps: np.ndarray | None = None
+    """Per tick and pair, bit/s carried in the reactive run (what forecasts are compared with)."""
+
+    def summary(self) -> dict[str, Any]:
+        figures = {name: run.tally.figures() for name, run in self.runs.items()}
+        reactive = figures.get("reactive")
+        oracle = figures.get("oracle")
+        out: dict[str, Any] = {}
+        for name, fig in figures.items():
+            saved: float | None = None
+            if reactive is not None and oracle is not None:
+                span = reactive.setup_s_total - oracle.setup_s_total
+                saved = (reactive.setup_s_total - fig.setup_s_total) / span if span > 0 else 0.0
+            run = self.runs[name]
+            out[name] = {
+                **fig.as_dict(),
+                "saved_fraction": saved,
+                "forecast_nmae": run.forecast_nmae,
+                "retrains": run.retrains,
+            }
+        return out
+
+
+class _Recorder:
+    """Per tick: bit/s carried per pair and flows started per pair (the oracle's foresight)."""
+
+    def __init__(self, index: PairIndex) -> None:
+        self.index = index
+        self.bps: list[np.ndarray] = []
+        self.starts: list[np.ndarray] = []
+
+    def __call__(self, sample: PerformanceSample, requests: list[FlowRequest]) -> None:
+        self.bps.append(self.index.bps_row(sample))
+        self.starts.append(self.index.starts_row(requests))
+
+
+def endpoint_features(workload: Workload) -> np.ndarray:
+    """``[T, E, 4]`` cpu, memory, tx, rx per tick and endpoint, scaled as the forecasting CLI scales them."""
+    from netscaffold.predict.telemetry_input import LOG_SCALE
+
+    apps = workload.telemetry.apps()
+    return np.stack(
+        [
+            apps.cpu,
+            np.log1p(apps.memory) / LOG_SCALE,
+            np.log1p(apps.tx_bytes) / LOG_SCALE,
+            np.log1p(apps.rx_bytes) / LOG_SCALE,
+        ],
+        axis=-1,
+    ).astype(np.float32)
+
+
+def _pair_index(workload: Workload) -> PairIndex:
+    endpoints = workload.flows.endpoints
+    hosts = {ep: workload.topology.endpoints[ep].host for ep in endpoints}
+    pairs = tuple((a, b) for a in endpoints for b in endpoints if a != b and hosts[a] != hosts[b])
+    return PairIndex(pairs)
+
+
+class ScenarioRunner:
+    def __init__(self, scenario: Scenario, base_dir: Path | None = None) -> None:
+        self.scenario = scenario
+        self.topology = build_topology(scenario.topology, base_dir)
+        self.workload = build_workload(scenario, self.topology, base_dir)
+        self.index = _pair_index(self.workload)
+        self.measure_from_s = scenario.train_fraction * scenario.duration_s
+        self.train_ticks = round(self.measure_from_s / scenario.tick_s)
+
+    def run(self, progress: ProgressFn | None = None) -> Comparison:
+        comparison = Comparison(self.scenario, self.workload, self.measure_from_s, self.index)
+        names = list(self.scenario.strategies)
+        if "reactive" in names:
+            names.remove("reactive")
+        names.insert(0, "reactive")  # the reference run (and the oracle's foresight) comes first
+        recorder = _Recorder(self.index)
+        for name in names:
+            started = time.perf_counter()
+            predictor = self._predictor(name, recorder)
+            engine = self._engine(predictor)
+            if name == "reactive":
+                engine.observers.append(recorder)
+            tally = engine.run(self.scenario.duration_s, self._tick_progress(name, progress))
+            run = StrategyRun(name, tally, time.perf_counter() - started)
+            if isinstance(predictor, ForecastPredictor):
+                run.forecast_nmae, run.retrains, run.fit_s = (
+                    predictor.nmae,
+                    predictor.retrains,
+                    predictor.fit_s,
+                )
+            if name in self.scenario.strategies:
+                comparison.runs[name] = run
+        return comparison
+
+    def _tick_progress(self, name: str, progress: ProgressFn | None) -> Callable[[TickRecord], None] | None:
+        if progress is None:
+            return None
+        duration = self.scenario.duration_s
+
+        def report(record: TickRecord) -> None:
+            progress(name, min(record.time_s / duration, 1.0))
+
+        return report
+
+    def _predictor(self, name: str, recorder: _Recorder) -> Predictor | None:
+        sc = self.scenario
+        if name == "reactive":
+            return None
+        if name == "oracle":
+            return OraclePredictor(
+                self.index,
+                np.vstack(recorder.bps),
+                np.vstack(recorder.starts),
+                tick_s=sc.tick_s,
+                horizon=sc.horizon,
+            )
+        model = name.partition(":")[2]
+        options: dict[str, Any] = dict(sc.lstm) if model == "lstm" else {}
+        features = endpoint_features(self.workload) if model == "lstm" else None
+        return ForecastPredictor(
+            model,
+            self.index,
+            self.workload.topology,
+            self.workload.qos,
+            tick_s=sc.tick_s,
+            horizon=sc.horizon,
+            train_ticks=self.train_ticks,
+            seed=sc.seed,
+            model_options=options,
+            endpoint_features=features,
+            endpoint_names=self.workload.telemetry.endpoints,
+        )
+
+    def _engine(self, predictor: Predictor | None) -> Engine:
+        from netscaffold.backends.sim import SimBackend
+        from netscaffold.predict.drift import PageHinkley
+
+        sc = self.scenario
+        budget = ProvisionalBudget(sc.budget.rule_slots_per_device, sc.budget.link_fraction)
+        backend = SimBackend(
+            self.workload.topology,
+            self.workload.flows,
+            profile=sc.profile,
+            idle_timeout_s=sc.idle_timeout_s,
+            qos=self.workload.qos,
+            tick_s=sc.tick_s,
+            seed=sc.seed,
+            clock=ManualClock(),
+            budget=budget,
+        )
+        if predictor is None:
+            return Engine(backend, tick_s=sc.tick_s, measure_from_s=self.measure_from_s)
+        policy = ScaffoldPolicy(
+            budget=budget,
+            default_risk=ClassRisk(sc.risk.min_probability, sc.risk.reserve_quantile),
+            risk_per_class={
+                k: ClassRisk(v.min_probability, v.reserve_quantile) for k, v in sc.risk_per_class.items()
+            },
+        )
+        refine_policy = RefinePolicy(
+            missed_threshold=sc.refine.missed_threshold,
+            bandwidth_threshold=sc.refine.bandwidth_threshold,
+            confirm_idle_s=sc.refine.confirm_idle_s,
+            unused_ticks=sc.refine.unused_ticks,
+        )
+        drift = PageHinkley() if isinstance(predictor, ForecastPredictor) else None
+        return Engine(
+            backend,
+            tick_s=sc.tick_s,
+            predictor=predictor,
+            scaffolder=Scaffolder(
+                self.workload.topology, self.workload.qos, policy, cost_model=backend.profile
+            ),
+            refiner=Refiner(self.workload.topology, self.workload.qos, refine_policy, drift),
+            measure_from_s=self.measure_from_s,
+        )

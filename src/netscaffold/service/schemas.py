@@ -1,0 +1,140 @@
+"""Request and response bodies of the /v1 API (pydantic; unknown fields refused)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+OriginName = Literal["static", "predicted", "confirmed"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NextHopBody(Strict):
+    via: Name
+    weight: Positive = 1.0
+
+
+class RouteBody(Strict):
+    kind: Literal["route"]
+    device: Name
+    destination: Name
+    next_hops: Annotated[list[NextHopBody], Field(min_length=1, max_length=64)]
+    origin: OriginName = "static"
+    expires_at: Finite | None = None
+
+
+class MatchBody(Strict):
+    src: Name | None = None
+    dst: Name | None = None
+    proto: Literal["tcp", "udp", "icmp"] | None = None
+    dst_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+
+class FirewallBody(Strict):
+    kind: Literal["firewall"]
+    device: Name
+    match: MatchBody
+    action: Literal["accept", "drop"] = "accept"
+    origin: OriginName = "static"
+    expires_at: Finite | None = None
+
+
+class ReservationBody(Strict):
+    kind: Literal["reservation"]
+    flow_key: Name
+    path: Annotated[list[Name], Field(min_length=2, max_length=64)]
+    rate_bps: Positive
+    origin: OriginName = "static"
+    expires_at: Finite | None = None
+
+
+class CircuitBody(Strict):
+    kind: Literal["circuit"]
+    circuit_id: Name
+    flow_key: Name
+    path: Annotated[list[Name], Field(min_length=2, max_length=64)]
+    rate_bps: Positive
+    origin: OriginName = "static"
+    expires_at: Finite | None = None
+
+
+ItemBody = Annotated[RouteBody | FirewallBody | ReservationBody | CircuitBody, Field(discriminator="kind")]
+
+
+class PlanRequest(Strict):
+    """Either ``desired`` (the whole config wanted) or ``source: scaffold`` (from the predicted graph)."""
+
+    source: Literal["desired", "scaffold"] = "desired"
+    desired: Annotated[list[ItemBody], Field(max_length=100_000)] | None = None
+    dry_run: bool = False
+
+
+class TelemetryBatch(Strict):
+    """Columns of samples: bytes carried from endpoint ``src[i]`` to ``dst[i]`` in the interval ending at
+    ``time_s[i]`` (unix seconds)."""
+
+    time_s: Annotated[list[Finite], Field(max_length=200_000)]
+    src: Annotated[list[Name], Field(max_length=200_000)]
+    dst: Annotated[list[Name], Field(max_length=200_000)]
+    bytes: Annotated[list[NonNegative], Field(max_length=200_000)]
+
+
+class FlowRequestBody(Strict):
+    kind: Literal["flow_request"]
+    time_s: Finite
+    src: Name
+    dst: Name
+    size_bytes: NonNegative = 0.0
+    qos: Name = "best-effort"
+    dst_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    setup_delay_s: NonNegative = 0.0
+
+
+class RouteUpdateBody(Strict):
+    kind: Literal["route_update"]
+    time_s: Finite
+    device: Name
+    destination: Name
+    next_hops: Annotated[list[NextHopBody], Field(max_length=64)] = []
+    withdrawn: bool = False
+
+
+RoutingBody = Annotated[FlowRequestBody | RouteUpdateBody, Field(discriminator="kind")]
+
+
+class RoutingBatch(Strict):
+    events: Annotated[list[RoutingBody], Field(max_length=100_000)]
+
+
+class BudgetBody(Strict):
+    rule_slots_per_device: Annotated[int, Field(ge=0, le=10_000_000)] = 1024
+    link_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class StrategySettings(Strict):
+    forecaster: Literal["naive", "ewma", "meank", "seasonal", "quantile"] = "ewma"
+    step_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 1.0
+    horizon: Annotated[int, Field(ge=1, le=256)] = 5
+    history_steps: Annotated[int, Field(ge=2, le=10_000)] = 256
+    min_activity: Annotated[float, Field(ge=0, le=1)] = 0.02
+    ttl_margin_s: NonNegative = 2.0
+    budget: BudgetBody = BudgetBody()
+
+
+class TokenRequest(Strict):
+    role: Literal["viewer", "operator", "admin"]
+    ttl_s: Positive | None = None
+    label: Annotated[str, Field(max_length=200)] = ""
+
+
+class Ack(BaseModel):
+    ok: bool = True
+    detail: dict[str, Any] = {}

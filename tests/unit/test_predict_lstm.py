@@ -1,0 +1,163 @@
+"""The global LSTM on tiny series (1-2 epochs): shapes, determinism, checkpoints, partial_fit, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from netscaffold.errors import CheckpointError, ConfigError, TrafficError, ValidationError
+from netscaffold.model.traffic import TrafficMatrixSeries
+from netscaffold.predict import PairSeries, load_checkpoint, make_forecaster
+from netscaffold.predict.checkpoint import checkpoint_info
+from netscaffold.predict.lstm import LstmForecaster
+
+TINY = {
+    "window": 8, "hidden": 8, "epochs": 2, "windows_per_epoch": 512, "batch_size": 128, "device": "cpu",
+    "seasonal_lag": 0,
+}  # fmt: skip
+
+
+def tiny_series(steps: int = 300, seed: int = 0) -> PairSeries:
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)
+    base = 20.0 + 8.0 * np.sin(2 * np.pi * t / 24)
+    tm = base[:, None, None] * rng.uniform(0.2, 2.0, (1, 3, 3)) * rng.lognormal(0, 0.05, (steps, 3, 3))
+    tm[:, np.arange(3), np.arange(3)] = 0.0
+    return PairSeries.from_tm(TrafficMatrixSeries(tm, ("a", "b", "c"), 3600.0, "Mbit/s"))
+
+
+@pytest.fixture(scope="module")
+def series() -> PairSeries:
+    return tiny_series()
+
+
+@pytest.fixture(scope="module")
+def fitted(series: PairSeries) -> LstmForecaster:
+    model = make_forecaster("lstm", horizon=3, **TINY)
+    assert isinstance(model, LstmForecaster)
+    return model.fit(series.slice(0, 250))
+
+
+def test_forecast_shapes_non_crossing_and_probabilities(fitted: LstmForecaster, series: PairSeries) -> None:
+    forecast = fitted.predict_at(series, np.arange(250, 298), 3)
+    assert forecast.quantiles.shape == (48, 3, 6, 3)
+    assert forecast.activity.shape == (48, 3, 6)
+    assert np.all(np.diff(forecast.quantiles, axis=-1) >= 0)
+    assert np.all(forecast.quantiles >= 0)
+    assert np.all((forecast.activity >= 0) & (forecast.activity <= 1))
+    assert len(fitted.history_log) >= 1
+    assert "val_nmae" in fitted.history_log[0]
+
+
+def test_same_seed_same_model_other_seed_other_model(fitted: LstmForecaster, series: PairSeries) -> None:
+    again = make_forecaster("lstm", horizon=3, **TINY).fit(series.slice(0, 250))
+    other = make_forecaster("lstm", horizon=3, seed=1, **TINY).fit(series.slice(0, 250))
+    origins = np.arange(250, 260)
+    a, b = fitted.predict_at(series, origins, 3), again.predict_at(series, origins, 3)
+    assert np.array_equal(a.quantiles, b.quantiles)
+    assert not np.array_equal(a.quantiles, other.predict_at(series, origins, 3).quantiles)
+
+
+def test_level_shift_is_followed_not_reverted(fitted: LstmForecaster, series: PairSeries) -> None:
+    shifted = series.slice(0, 280)
+    shifted.values[260:] *= 2.5  # the pairs jump to 2.5x their training level
+    point = fitted.predict(shifted, 1).point[0, 0]
+    ratio = point / shifted.values[-1]
+    assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio
+
+
+def test_checkpoint_round_trip_and_header(fitted: LstmForecaster, series: PairSeries, tmp_path: Path) -> None:
+    path = tmp_path / "lstm.ckpt"
+    fitted.save(path)
+    loaded = load_checkpoint(path)
+    origins = np.arange(250, 260)
+    assert np.array_equal(
+        fitted.predict_at(series, origins, 3).quantiles, loaded.predict_at(series, origins, 3).quantiles
+    )
+    info = checkpoint_info(path)
+    assert info["model"] == "lstm"
+    assert info["fingerprint"] == series.slice(0, 250).fingerprint()
+    assert info["config"]["features"] == [
+        "dlog_traffic",
+        "tod_sin",
+        "tod_cos",
+        "pair_log_mean",
+        "pair_log_sd",
+    ]
+    assert info["package_version"]
+
+
+def test_corrupt_truncated_and_foreign_checkpoints(fitted: LstmForecaster, tmp_path: Path) -> None:
+    import torch
+
+    good = tmp_path / "good.ckpt"
+    fitted.save(good)
+    data = good.read_bytes()
+    cases = {
+        "truncated": data[: len(data) // 2],
+        "garbage": b"\x00not a checkpoint" * 10,
+        "empty": b"",
+    }
+    for name, content in cases.items():
+        bad = tmp_path / f"{name}.ckpt"
+        bad.write_bytes(content)
+        with pytest.raises(CheckpointError, match="corrupt or truncated"):
+            load_checkpoint(bad)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not a netscaffold-forecaster"):
+        load_checkpoint(foreign)
+    payload = torch.load(good, weights_only=True)
+    payload["format_version"] = 99
+    torch.save(payload, tmp_path / "future.ckpt")
+    with pytest.raises(CheckpointError, match="format version"):
+        load_checkpoint(tmp_path / "future.ckpt")
+    payload = torch.load(good, weights_only=True)
+    payload["arrays"] = {k: v for k, v in payload["arrays"].items() if "lstm" not in k}
+    torch.save(payload, tmp_path / "partial.ckpt")
+    with pytest.raises(CheckpointError, match="incompatible"):
+        load_checkpoint(tmp_path / "partial.ckpt")
+
+
+def test_partial_fit_moves_the_weights(fitted: LstmForecaster, series: PairSeries, tmp_path: Path) -> None:
+    path = tmp_path / "copy.ckpt"
+    fitted.save(path)
+    model = load_checkpoint(path)
+    before = model.predict_at(series, np.array([290]), 3).quantiles
+    model.partial_fit(series.slice(250, 300))
+    assert not np.array_equal(before, model.predict_at(series, np.array([290]), 3).quantiles)
+
+
+def test_lstm_bad_input(fitted: LstmForecaster, series: PairSeries) -> None:
+    with pytest.raises(ValidationError, match="trained for horizon 3"):
+        fitted.predict(series, 4)
+    with pytest.raises(TrafficError, match="needs 8"):
+        fitted.predict_at(series, np.array([5]), 1)
+    with pytest.raises(TrafficError, match="too short"):
+        make_forecaster("lstm", **TINY).fit(series.slice(0, 20))
+    with pytest.raises(ConfigError):
+        make_forecaster("lstm", window=1)
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no GPU"):
+            make_forecaster("lstm", horizon=3, **{**TINY, "device": "cuda"}).fit(series)
+
+
+def test_seasonal_hint_is_used_when_four_days_are_there(series: PairSeries, tmp_path: Path) -> None:
+    """Hourly steps: one day is 24 steps; 212 training steps hold more than four days."""
+    model = make_forecaster("lstm", horizon=3, **{**TINY, "seasonal_lag": -1, "epochs": 1})
+    assert isinstance(model, LstmForecaster)
+    model.fit(series.slice(0, 250))
+    assert model.hyper["seasonal_lag"] == 24
+    assert model.min_context == 25
+    assert model.features[-3:] == ("seasonal_delta_h1", "seasonal_delta_h2", "seasonal_delta_h3")
+    model.save(tmp_path / "s.ckpt")
+    loaded = load_checkpoint(tmp_path / "s.ckpt")
+    assert loaded.min_context == 25
+    origins = np.arange(250, 255)
+    assert np.array_equal(
+        model.predict_at(series, origins, 3).quantiles, loaded.predict_at(series, origins, 3).quantiles
+    )
