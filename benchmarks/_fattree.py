@@ -14,7 +14,7 @@ from netscaffold.model.topology import Endpoint, Link, Node, NodeKind, Topology
 
 def fat_tree(k: int, link_bps: float) -> Topology:
     try:
-        from netscaffold.formats.generators import fat_tree as generated  # type: ignore[import-not-found]
+        from netscaffold.formats.generators import fat_tree as generated
 
         topo: Topology = generated(k, link_bps)
     except ImportError:

@@ -9,6 +9,8 @@ flows with the textbook bottleneck algorithm, and the next completion is resched
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 import simpy
@@ -67,7 +69,7 @@ class ReferenceEmulator:
         self.env.run()
         return self.completion_s
 
-    def _arrivals(self):  # type: ignore[no-untyped-def]
+    def _arrivals(self) -> Generator[Any, Any, None]:
         for i, t in enumerate(self.arrivals_s):
             yield self.env.timeout(t - self.env.now)
             self.events += 1
@@ -85,7 +87,7 @@ class ReferenceEmulator:
         self.ready_s[pair] = now + float(self.setup_cost_s[i])
         return float(self.setup_cost_s[i])
 
-    def _flow(self, i: int, delay_s: float):  # type: ignore[no-untyped-def]
+    def _flow(self, i: int, delay_s: float) -> Generator[Any, Any, None]:
         if delay_s > 0:
             yield self.env.timeout(delay_s)
         self._settle()
@@ -108,7 +110,7 @@ class ReferenceEmulator:
             f, due = min(((f, s[0] / s[1]) for f, s in self.active.items()), key=lambda x: x[1])
             self.env.process(self._complete(f, max(due, 0.0), self.version))
 
-    def _complete(self, flow: int, after_s: float, version: int):  # type: ignore[no-untyped-def]
+    def _complete(self, flow: int, after_s: float, version: int) -> Generator[Any, Any, None]:
         yield self.env.timeout(after_s)
         if version != self.version:
             return  # rates changed since: a newer completion is scheduled

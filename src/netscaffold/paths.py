@@ -45,6 +45,7 @@ class PathFinder:
     _graph: nx.DiGraph = field(init=False, repr=False)
     _ecmp_cache: dict[tuple[str, str], list[Path]] = field(default_factory=dict, repr=False)
     _dist_cache: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+    _tree_cache: dict[tuple[str, str], Path] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._graph = self.topology.to_networkx()
@@ -98,6 +99,9 @@ class PathFinder:
         each node (a destination-rooted tree): the next hop of ``v`` is, among its least-cost next hops
         toward ``dst``, the one with the smallest crc32 of ``"dst|hop"``. Destination-based routes can then
         pin a pair to one path without another source to the same destination pulling it elsewhere."""
+        cached = self._tree_cache.get((src, dst))
+        if cached is not None:
+            return cached
         self._check(src, dst)
         dist = self._dist_to(dst)
         if src not in dist:
@@ -114,7 +118,9 @@ class PathFinder:
             ]
             node = min(best, key=lambda hop: (zlib.crc32(f"{dst}|{hop}".encode()), hop))
             path.append(node)
-        return tuple(path)
+        found = tuple(path)
+        self._tree_cache[(src, dst)] = found
+        return found
 
     def _dist_to(self, dst: str) -> dict[str, float]:
         cached = self._dist_cache.get(dst)

@@ -35,6 +35,9 @@ def test_default_scenario_orders_strategies_and_writes_report(tmp_path: Path) ->
     for name in ("report.md", "setup_delay_cdf.png", "hit_ratio_and_waste.png", "rule_occupancy.png"):
         assert (out / name).is_file(), name
     assert "| scaffold:lstm |" in (out / "report.md").read_text()
+    # the run folder feeds the exporters
+    assert run_cli(["export", "--from", str(out), "--out", str(tmp_path / "exp")]) == 0
+    assert any((tmp_path / "exp").iterdir())
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ def _lp_max_min(
         live = np.flatnonzero(np.isnan(frozen))
         rows = [a_cap]
         rhs = [cap]
-        for j in live:  # t - x_j <= 0
+        for j in live.tolist():  # t - x_j <= 0
             row = np.zeros((1, n + 1))
             row[0, j], row[0, n] = -1.0, 1.0
             rows.append(row)
@@ -37,7 +37,7 @@ def _lp_max_min(
         c[n] = -1.0
         top = linprog(c, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs), bounds=bnds, method="highs")
         level = top.x[n]
-        for j in live:  # can x_j exceed max(level, floor) with every live flow at least at the level?
+        for j in live.tolist():  # can x_j exceed max(level, floor), every live flow at least at the level?
             c_j = np.zeros(n + 1)
             c_j[j] = -1.0
             b2 = list(bnds)

@@ -25,6 +25,7 @@ from netscaffold.model import (
     Route,
     Topology,
 )
+from netscaffold.model.events import FlowRequest
 from netscaffold.model.flows import FlowTable
 
 MBPS = 1e6
@@ -107,7 +108,8 @@ def test_scaffolded_path_is_a_hit_until_it_expires() -> None:
     assert result.reactive.tolist() == [False, False, True]
     assert len(backend.snapshot()) == 0  # expired on the way
     requests = backend.drain_routing_info()
-    assert [r.scaffolded for r in requests] == [True, True, False]
+    assert all(isinstance(r, FlowRequest) for r in requests)
+    assert [r.scaffolded for r in requests if isinstance(r, FlowRequest)] == [True, True, False]
     assert backend.drain_routing_info() == []
 
 
@@ -141,6 +143,37 @@ def test_unused_reservation_is_lent_and_reported_unused() -> None:
     assert sample.reserved_bps[fw_h3] == pytest.approx(6 * MBPS)
     assert sample.reserved_used_bps[fw_h3] == pytest.approx(0.0)
     assert sample.load_bps[fw_h3] == pytest.approx(8 * MBPS)
+
+
+def _rpc_run(bits_per_tick: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """e1->e3 reserved at 6 Mbit/s, sending 100 short RPCs per second (each 7.5 ms at 8 Mbit/s at most)
+    that carry ``bits_per_tick`` in all per 1 s tick. Returns the fw->h3 reserved and unused columns and
+    the reserved_used_bps of the last tick's sample."""
+    qos = QosPolicy(per_pair={("app1", "app3"): QosProfile("gold", min_bandwidth_bps=6 * MBPS)})
+    n = 300
+    starts = [0.001 + 0.01 * i for i in range(n)]  # each one ends inside its tick
+    table = flows(starts, [0] * n, [2] * n, [bits_per_tick / 100 / 8] * n)
+    backend = SimBackend(small_topology(), table, qos=qos, initial=scaffold_config(reserve_bps=6 * MBPS))
+    backend.advance(3.0)
+    result = backend.result()
+    assert result.hit.all()
+    fw_h3 = result.link_keys.index(("fw", "h3"))
+    sample = backend.performance()
+    return result.reserved_bps[:, fw_h3], result.reserved_unused_bps[:, fw_h3], sample.reserved_used_bps
+
+
+def test_short_flows_carrying_the_reserved_volume_use_the_reservation() -> None:
+    reserved, unused, used_last = _rpc_run(6 * MBPS)
+    assert reserved == pytest.approx([6 * MBPS] * 3)
+    assert unused == pytest.approx([0.0] * 3, abs=1e-6 * MBPS)  # each RPC sends for 7.5 ms only
+    assert used_last.max() == pytest.approx(6 * MBPS)
+
+
+def test_short_flows_carrying_half_the_reserved_volume_leave_half_unused() -> None:
+    reserved, unused, used_last = _rpc_run(3 * MBPS)
+    assert unused == pytest.approx([3 * MBPS] * 3)
+    assert used_last.max() == pytest.approx(3 * MBPS)
+    assert reserved - unused == pytest.approx([3 * MBPS] * 3)
 
 
 def random_flows(n: int, seed: int) -> FlowTable:

@@ -6,6 +6,7 @@ and, when provisional (origin predicted), an ``expires_at`` in seconds on the ba
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections.abc import Iterable, Iterator, Mapping
@@ -14,6 +15,21 @@ from enum import StrEnum
 from typing import Literal, TypeAlias
 
 from netscaffold.errors import ValidationError
+
+Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def parse_prefix(text: str) -> Network:
+    """``ipaddress.ip_network(text, strict=False)``, cached: planners and the emulator parse the same few
+    thousand prefixes every tick (ValueError for a bad one, which is not cached)."""
+    return ipaddress.ip_network(text, strict=False)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def parse_address(text: str) -> Address:
+    return ipaddress.ip_address(text)
 
 
 class Origin(StrEnum):
@@ -67,7 +83,7 @@ class Route:
     def __post_init__(self) -> None:
         where = self.describe()
         try:
-            ipaddress.ip_network(self.destination, strict=False)
+            parse_prefix(self.destination)
         except ValueError:
             raise ValidationError(
                 f"destination {self.destination!r} is not a prefix", element=where
@@ -109,7 +125,7 @@ class FlowMatch:
         for name, prefix in (("src", self.src), ("dst", self.dst)):
             if prefix is not None:
                 try:
-                    ipaddress.ip_network(prefix, strict=False)
+                    parse_prefix(prefix)
                 except ValueError:
                     raise ValidationError(
                         f"{name} {prefix!r} is not an address or prefix", field=name

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 
-from netscaffold.model.config import FirewallRule, FlowMatch, Origin, Reservation, VirtualCircuit
+from netscaffold.model.config import (
+    FirewallRule,
+    FlowMatch,
+    Origin,
+    Reservation,
+    VirtualCircuit,
+    parse_prefix,
+)
 from netscaffold.model.qos import QosProfile
 from netscaffold.model.topology import Endpoint, NodeKind, Topology
 
 Path = tuple[str, ...]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def host_prefix(address: str) -> str:
     """The /32 (or /128) prefix of one endpoint address."""
-    return str(ipaddress.ip_network(address))
+    return str(parse_prefix(address))
 
 
 def flow_key(src: str, dst: str) -> str:

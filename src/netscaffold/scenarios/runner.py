@@ -22,6 +22,7 @@ from netscaffold.engine.forecasting import ForecastPredictor
 from netscaffold.engine.loop import Engine, TickRecord
 from netscaffold.engine.predictors import OraclePredictor, PairIndex, Predictor
 from netscaffold.engine.tally import RunTally
+from netscaffold.model.config import NetworkConfig
 from netscaffold.model.events import FlowRequest
 from netscaffold.model.metrics import PerformanceSample
 from netscaffold.model.plan import ProvisionalBudget
@@ -45,6 +46,8 @@ class StrategyRun:
     retrains: int = 0
     fit_s: float = 0.0
     forecasts: dict[int, np.ndarray] = field(default_factory=dict)
+    final_config: NetworkConfig = field(default_factory=NetworkConfig)
+    """The backend's configuration when the run ended (what `netscaffold export --from RUN_DIR` reads)."""
 
 
 @dataclass
@@ -136,7 +139,9 @@ class ScenarioRunner:
             if name == "reactive":
                 engine.observers.append(recorder)
             tally = engine.run(self.scenario.duration_s, self._tick_progress(name, progress))
-            run = StrategyRun(name, tally, time.perf_counter() - started)
+            run = StrategyRun(
+                name, tally, time.perf_counter() - started, final_config=engine.backend.snapshot()
+            )
             if isinstance(predictor, ForecastPredictor):
                 run.forecast_nmae, run.retrains, run.fit_s = (
                     predictor.nmae,

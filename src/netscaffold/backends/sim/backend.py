@@ -58,7 +58,7 @@ class SimBackend:
         clock: ManualClock | None = None,
         budget: ProvisionalBudget | None = None,
         initial: NetworkConfig | None = None,
-        hybrid_fraction: float = 0.5,
+        hybrid_fraction: float = 0.8,
     ) -> None:
         _check_positive(idle_timeout_s, "idle_timeout_s", allow_zero=True)
         _check_positive(tick_s, "tick_s")

@@ -106,27 +106,38 @@ def _flush_link(link: int, t: float, l_sum: FA, l_last: FA, l_acc: FA) -> None:
 
 
 @nb.njit(cache=True, inline="always")
-def _flush_group(
-    g: int,
-    t: float,
+def _flush_group(g: int, t: float, g_rate: FA, g_sum: FA, g_last: FA, g_res_bits: FA, g_car_bits: FA) -> None:
+    """Book group ``g``'s reserved bits and the bits its flows carried, up to ``t`` (in this tick)."""
+    dt = t - g_last[g]
+    if dt > 0.0:
+        g_res_bits[g] += g_rate[g] * dt
+        g_car_bits[g] += g_sum[g] * dt
+    g_last[g] = t
+
+
+@nb.njit(cache=True)
+def _close_groups(
     g_path: IA,
-    g_rate: FA,
-    g_sum: FA,
-    g_last: FA,
+    g_res_bits: FA,
+    g_car_bits: FA,
     k_off: IA,
     k_links: IA,
     l_res_acc: FA,
     l_used_acc: FA,
 ) -> None:
-    dt = t - g_last[g]
-    if dt > 0.0:
-        reserved = g_rate[g] * dt
-        used = min(g_rate[g], g_sum[g]) * dt
+    """Book every group's tick onto its links: used = min(reserved bits, carried bits), then reset.
+
+    A rate reservation is judged by the volume it carried over the tick (a token bucket of one tick):
+    short flows that together carry the reserved volume use it fully, however briefly each one sends."""
+    for g in range(g_path.shape[0]):
+        reserved = g_res_bits[g]
+        used = min(reserved, g_car_bits[g])
         p = g_path[g]
         for e in range(k_off[p], k_off[p + 1]):
             l_res_acc[k_links[e]] += reserved
             l_used_acc[k_links[e]] += used
-    g_last[g] = t
+        g_res_bits[g] = 0.0
+        g_car_bits[g] = 0.0
 
 
 @nb.njit(cache=True, inline="always")
@@ -190,12 +201,11 @@ def _apply_rates(
     l_sum: FA,
     l_last: FA,
     l_acc: FA,
-    g_path: IA,
     g_rate: FA,
     g_sum: FA,
     g_last: FA,
-    l_res_acc: FA,
-    l_used_acc: FA,
+    g_res_bits: FA,
+    g_car_bits: FA,
     pair_acc: FA,
     h_heap: IA,
     h_pos: IA,
@@ -222,7 +232,7 @@ def _apply_rates(
             l_sum[k_links[e]] += new - old
         g = s_group[s]
         if g >= 0:
-            _flush_group(g, t, g_path, g_rate, g_sum, g_last, k_off, k_links, l_res_acc, l_used_acc)
+            _flush_group(g, t, g_rate, g_sum, g_last, g_res_bits, g_car_bits)
             g_sum[g] += new - old
         s_rate[s] = new
         if not np.isnan(f_size_bits[flow]):
@@ -235,72 +245,130 @@ def _apply_rates(
             heap.rekey(h_heap, h_pos, h_size, h_t, h_kind, s_flow, s)
 
 
-@nb.njit(cache=True)
-def _recompute(
-    nseed: int,
-    t: float,
-    cnt: IA,
-    clk: FA,
-    hops_h: int,
-    s_flow: IA,
-    s_path: IA,
-    s_rate: FA,
-    s_last: FA,
-    s_rem: FA,
-    s_group: IA,
-    f_pair: IA,
-    f_size_bits: FA,
-    f_dem_bps: FA,
-    k_off: IA,
-    k_links: IA,
-    l_cap: FA,
-    e_next: IA,
-    l_head: IA,
-    a_list: IA,
-    w_comp: IA,
-    w_smark: IA,
-    w_lmark: IA,
-    l_sum: FA,
-    l_last: FA,
-    l_acc: FA,
-    g_path: IA,
-    g_rate: FA,
-    g_n: IA,
-    g_sum: FA,
-    g_last: FA,
-    l_res_acc: FA,
-    l_used_acc: FA,
-    pair_acc: FA,
-    h_heap: IA,
-    h_pos: IA,
-    h_t: FA,
-    h_kind: IA,
-    h_size: IA,
-    mm_path: IA,
-    mm_floor: FA,
-    mm_dem: FA,
-    mm_rate: FA,
-    mm_state: IA,
-    ev_lev: FA,
-    ev_j: IA,
-    ev_kind: IA,
-    lk_base: FA,
-    lk_n: IA,
-    lk_key: FA,
-    lk_heap: IA,
-    lk_pos: IA,
-    lk_zero: IA,
-    lk_id: IA,
-    lk_touched: IA,
-    lk_mark: IA,
-    lk_cnt: IA,
-    lk_start: IA,
-    lk_fill: IA,
-    lk_flows: IA,
-    ev_order: IA,
-    lk_size: IA,
-) -> None:
+# the arrays _recompute works on, packed in this order into one tuple ``rs`` (SimState builds it by name)
+RATE_FIELDS = (
+    "s_flow",
+    "s_path",
+    "s_rate",
+    "s_last",
+    "s_rem",
+    "s_group",
+    "f_pair",
+    "f_size_bits",
+    "f_dem_bps",
+    "k_off",
+    "k_links",
+    "l_cap",
+    "e_next",
+    "l_head",
+    "a_list",
+    "w_comp",
+    "w_smark",
+    "w_lmark",
+    "l_sum",
+    "l_last",
+    "l_acc",
+    "g_rate",
+    "g_n",
+    "g_sum",
+    "g_last",
+    "g_res_bits",
+    "g_car_bits",
+    "pair_acc",
+    "h_heap",
+    "h_pos",
+    "h_t",
+    "h_kind",
+    "h_size",
+    "mm_path",
+    "mm_floor",
+    "mm_dem",
+    "mm_rate",
+    "mm_state",
+    "ev_lev",
+    "ev_j",
+    "ev_kind",
+    "lk_base",
+    "lk_n",
+    "lk_key",
+    "lk_heap",
+    "lk_pos",
+    "lk_zero",
+    "lk_id",
+    "lk_touched",
+    "lk_mark",
+    "lk_cnt",
+    "lk_start",
+    "lk_fill",
+    "lk_flows",
+    "ev_order",
+    "lk_size",
+)
+RateState = tuple[Any, ...]
+Packed = tuple[Any, ...]  # arrays packed for an inlined helper (more than 30 arguments are a *args call)
+
+
+@nb.njit(cache=True, inline="always")
+def _recompute(nseed: int, t: float, cnt: IA, clk: FA, hops_h: int, rs: RateState) -> None:
     """New max-min rates for the component of the seeds ``w_comp[:nseed]``; ``nseed < 0``: all flows."""
+    (
+        s_flow,
+        s_path,
+        s_rate,
+        s_last,
+        s_rem,
+        s_group,
+        f_pair,
+        f_size_bits,
+        f_dem_bps,
+        k_off,
+        k_links,
+        l_cap,
+        e_next,
+        l_head,
+        a_list,
+        w_comp,
+        w_smark,
+        w_lmark,
+        l_sum,
+        l_last,
+        l_acc,
+        g_rate,
+        g_n,
+        g_sum,
+        g_last,
+        g_res_bits,
+        g_car_bits,
+        pair_acc,
+        h_heap,
+        h_pos,
+        h_t,
+        h_kind,
+        h_size,
+        mm_path,
+        mm_floor,
+        mm_dem,
+        mm_rate,
+        mm_state,
+        ev_lev,
+        ev_j,
+        ev_kind,
+        lk_base,
+        lk_n,
+        lk_key,
+        lk_heap,
+        lk_pos,
+        lk_zero,
+        lk_id,
+        lk_touched,
+        lk_mark,
+        lk_cnt,
+        lk_start,
+        lk_fill,
+        lk_flows,
+        ev_order,
+        lk_size,
+    ) = rs
     nc = -1
     if nseed >= 0:
         nc = _component(
@@ -370,12 +438,11 @@ def _recompute(
         l_sum,
         l_last,
         l_acc,
-        g_path,
         g_rate,
         g_sum,
         g_last,
-        l_res_acc,
-        l_used_acc,
+        g_res_bits,
+        g_car_bits,
         pair_acc,
         h_heap,
         h_pos,
@@ -385,54 +452,44 @@ def _recompute(
     )
 
 
-RateState = tuple[
-    Any, ...
-]  # the arrays of _recompute after ``hops_h``, in its parameter order (built by name)
-
-
-@nb.njit(cache=True)
-def _start(
-    s: int,
-    t: float,
-    cnt: IA,
-    clk: FA,
-    hops_h: int,
-    rs: RateState,
-    s_state: IA,
-    s_flow: IA,
-    s_path: IA,
-    s_rate: FA,
-    s_last: FA,
-    s_rem: FA,
-    s_group: IA,
-    a_list: IA,
-    a_pos: IA,
-    f_pair: IA,
-    f_size_bits: FA,
-    f_dur_s: FA,
-    k_off: IA,
-    k_links: IA,
-    e_next: IA,
-    e_prev: IA,
-    l_head: IA,
-    p_grp_off: IA,
-    p_grp_idx: IA,
-    g_path: IA,
-    g_rate: FA,
-    g_n: IA,
-    g_sum: FA,
-    g_last: FA,
-    l_res_acc: FA,
-    l_used_acc: FA,
-    h_heap: IA,
-    h_pos: IA,
-    h_t: FA,
-    h_kind: IA,
-    h_size: IA,
-    w_comp: IA,
-    w_smark: IA,
-) -> None:
+@nb.njit(cache=True, inline="always")
+def _start(s: int, t: float, cnt: IA, hops_h: int, ss: Packed) -> None:
     """Flow in slot ``s`` starts sending at ``t``: it joins its links and its reservation group."""
+    (
+        s_state,
+        s_flow,
+        s_path,
+        s_rate,
+        s_last,
+        s_rem,
+        s_group,
+        a_list,
+        a_pos,
+        f_pair,
+        f_size_bits,
+        f_dur_s,
+        k_off,
+        k_links,
+        e_next,
+        e_prev,
+        l_head,
+        p_grp_off,
+        p_grp_idx,
+        g_path,
+        g_rate,
+        g_n,
+        g_sum,
+        g_last,
+        g_res_bits,
+        g_car_bits,
+        h_heap,
+        h_pos,
+        h_t,
+        h_kind,
+        h_size,
+        w_comp,
+        w_smark,
+    ) = ss
     if s_state[s] == PENDING:
         heap.remove(h_heap, h_pos, h_size, h_t, h_kind, s_flow, s)
     flow = s_flow[s]
@@ -448,7 +505,7 @@ def _start(
             group = p_grp_idx[at]
             break
     if group >= 0:
-        _flush_group(group, t, g_path, g_rate, g_sum, g_last, k_off, k_links, l_res_acc, l_used_acc)
+        _flush_group(group, t, g_rate, g_sum, g_last, g_res_bits, g_car_bits)
         g_n[group] += 1
     s_group[s] = group
     _link_insert(s, hops_h, p, k_off, k_links, e_next, e_prev, l_head)
@@ -462,58 +519,51 @@ def _start(
     cnt[C_EPOCH] += 1
     w_comp[0] = s
     w_smark[s] = cnt[C_EPOCH]
-    _recompute(1, t, cnt, clk, hops_h, *rs)
 
 
-@nb.njit(cache=True)
-def _complete(
-    s: int,
-    t: float,
-    cnt: IA,
-    clk: FA,
-    hops_h: int,
-    rs: RateState,
-    s_state: IA,
-    s_flow: IA,
-    s_path: IA,
-    s_rate: FA,
-    s_last: FA,
-    s_rem: FA,
-    s_group: IA,
-    a_list: IA,
-    a_pos: IA,
-    f_pair: IA,
-    f_size_bits: FA,
-    k_off: IA,
-    k_links: IA,
-    e_next: IA,
-    e_prev: IA,
-    l_head: IA,
-    g_path: IA,
-    g_rate: FA,
-    g_n: IA,
-    g_sum: FA,
-    g_last: FA,
-    l_res_acc: FA,
-    l_used_acc: FA,
-    l_sum: FA,
-    l_last: FA,
-    l_acc: FA,
-    pair_acc: FA,
-    h_heap: IA,
-    h_pos: IA,
-    h_t: FA,
-    h_kind: IA,
-    h_size: IA,
-    w_comp: IA,
-    w_smark: IA,
-    o_done_s: FA,
-    o_hit: BA,
-    r_active: IA,
-    r_idle_s: FA,
-    free: IA,
-) -> None:
+@nb.njit(cache=True, inline="always")
+def _complete(s: int, t: float, cnt: IA, hops_h: int, cs: Packed) -> int:
     """Flow in slot ``s`` finishes at ``t``; the flows that shared its links get new rates."""
+    (
+        s_state,
+        s_flow,
+        s_path,
+        s_rate,
+        s_last,
+        s_rem,
+        s_group,
+        a_list,
+        a_pos,
+        f_pair,
+        f_size_bits,
+        k_off,
+        k_links,
+        e_next,
+        e_prev,
+        l_head,
+        g_rate,
+        g_n,
+        g_sum,
+        g_last,
+        g_res_bits,
+        g_car_bits,
+        l_sum,
+        l_last,
+        l_acc,
+        pair_acc,
+        h_heap,
+        h_pos,
+        h_t,
+        h_kind,
+        h_size,
+        w_comp,
+        w_smark,
+        o_done_s,
+        o_hit,
+        r_active,
+        r_idle_s,
+        free,
+    ) = cs
     heap.remove(h_heap, h_pos, h_size, h_t, h_kind, s_flow, s)
     flow = s_flow[s]
     p = s_path[s]
@@ -529,7 +579,7 @@ def _complete(
         l_sum[k_links[e]] -= rate
     g = s_group[s]
     if g >= 0:
-        _flush_group(g, t, g_path, g_rate, g_sum, g_last, k_off, k_links, l_res_acc, l_used_acc)
+        _flush_group(g, t, g_rate, g_sum, g_last, g_res_bits, g_car_bits)
         g_sum[g] -= rate
         g_n[g] -= 1
     _link_remove(s, hops_h, p, k_off, k_links, e_next, e_prev, l_head)
@@ -559,8 +609,7 @@ def _complete(
                 w_comp[n] = other
                 n += 1
             node = e_next[node]
-    if n > 0:
-        _recompute(n, t, cnt, clk, hops_h, *rs)
+    return n
 
 
 @nb.njit(cache=True, inline="always")
@@ -644,6 +693,8 @@ def _tick(
     g_rate: FA,
     g_sum: FA,
     g_last: FA,
+    g_res_bits: FA,
+    g_car_bits: FA,
     l_res_acc: FA,
     l_used_acc: FA,
     pair_acc: FA,
@@ -665,7 +716,8 @@ def _tick(
     for link in range(l_sum.shape[0]):
         _flush_link(link, tb, l_sum, l_last, l_acc)
     for g in range(g_path.shape[0]):
-        _flush_group(g, tb, g_path, g_rate, g_sum, g_last, k_off, k_links, l_res_acc, l_used_acc)
+        _flush_group(g, tb, g_rate, g_sum, g_last, g_res_bits, g_car_bits)
+    _close_groups(g_path, g_res_bits, g_car_bits, k_off, k_links, l_res_acc, l_used_acc)
     row = cnt[C_ROWS]
     tick_s = clk[K_TICK_S]
     t_end_s[row] = tb
@@ -690,6 +742,82 @@ def _tick(
             l_sum[k_links[e]] += s_rate[s]
         if s_group[s] >= 0:
             g_sum[s_group[s]] += s_rate[s]
+
+
+@nb.njit(cache=True, inline="always")
+def _arrive(i: int, t_arr: float, cnt: IA, clk: FA, ar: Packed) -> int:
+    """Flow ``i`` arrives: choose its path, charge the setup delay, give it a slot. Returns the slot when
+    the flow starts at once (the caller starts it), -1 when it waits for its setup (a start event)."""
+    (
+        f_mask,
+        f_pair,
+        f_u1,
+        f_u2,
+        free,
+        h_heap,
+        h_kind,
+        h_pos,
+        h_size,
+        h_t,
+        k_fw,
+        k_off,
+        o_delay_s,
+        o_hit,
+        o_path,
+        o_reactive,
+        p_cand_cum,
+        p_cand_off,
+        p_cand_path,
+        p_cand_until,
+        p_ecmp_off,
+        p_ecmp_path,
+        prof,
+        r_active,
+        r_idle_s,
+        r_ready_s,
+        s_flow,
+        s_path,
+        s_state,
+    ) = ar
+    pair = f_pair[i]
+    path, hit = _choose_path(
+        i,
+        t_arr,
+        pair,
+        f_mask,
+        f_u1,
+        f_u2,
+        p_cand_off,
+        p_cand_path,
+        p_cand_cum,
+        p_cand_until,
+        p_ecmp_off,
+        p_ecmp_path,
+    )
+    delay = 0.0
+    paid = False
+    if not hit:
+        delay, paid = _reactive_delay(
+            t_arr, pair, path, f_mask[i], clk, prof, k_off, k_fw, r_ready_s, r_active, r_idle_s
+        )
+        r_active[pair] += 1
+    o_delay_s[i] = delay
+    o_hit[i] = hit
+    o_reactive[i] = paid
+    o_path[i] = path
+    cnt[C_NEXT_ARRIVAL] += 1
+    cnt[C_EVENTS] += 1
+    cnt[C_FREE] -= 1
+    s = free[cnt[C_FREE]]
+    s_flow[s] = i
+    s_path[s] = path
+    if delay > 0.0:
+        s_state[s] = PENDING
+        h_t[s] = t_arr + delay
+        h_kind[s] = EV_START
+        heap.push(h_heap, h_pos, h_size, h_t, h_kind, s_flow, s)
+        return -1
+    return int(s)
 
 
 @nb.njit(cache=True)
@@ -739,6 +867,8 @@ def run(
     g_n: IA,
     g_sum: FA,
     g_last: FA,
+    g_res_bits: FA,
+    g_car_bits: FA,
     l_res_acc: FA,
     l_used_acc: FA,
     pair_acc: FA,
@@ -765,6 +895,112 @@ def run(
     t_sent_bytes: FA,
 ) -> int:
     """Process every event before ``end_s`` and every tick boundary at or before it."""
+    ss = (
+        s_state,
+        s_flow,
+        s_path,
+        s_rate,
+        s_last,
+        s_rem,
+        s_group,
+        a_list,
+        a_pos,
+        f_pair,
+        f_size_bits,
+        f_dur_s,
+        k_off,
+        k_links,
+        e_next,
+        e_prev,
+        l_head,
+        p_grp_off,
+        p_grp_idx,
+        g_path,
+        g_rate,
+        g_n,
+        g_sum,
+        g_last,
+        g_res_bits,
+        g_car_bits,
+        h_heap,
+        h_pos,
+        h_t,
+        h_kind,
+        h_size,
+        w_comp,
+        w_smark,
+    )  # _start's arrays, in its unpacking order
+    cs = (
+        s_state,
+        s_flow,
+        s_path,
+        s_rate,
+        s_last,
+        s_rem,
+        s_group,
+        a_list,
+        a_pos,
+        f_pair,
+        f_size_bits,
+        k_off,
+        k_links,
+        e_next,
+        e_prev,
+        l_head,
+        g_rate,
+        g_n,
+        g_sum,
+        g_last,
+        g_res_bits,
+        g_car_bits,
+        l_sum,
+        l_last,
+        l_acc,
+        pair_acc,
+        h_heap,
+        h_pos,
+        h_t,
+        h_kind,
+        h_size,
+        w_comp,
+        w_smark,
+        o_done_s,
+        o_hit,
+        r_active,
+        r_idle_s,
+        free,
+    )  # _complete's
+    ar = (
+        f_mask,
+        f_pair,
+        f_u1,
+        f_u2,
+        free,
+        h_heap,
+        h_kind,
+        h_pos,
+        h_size,
+        h_t,
+        k_fw,
+        k_off,
+        o_delay_s,
+        o_hit,
+        o_path,
+        o_reactive,
+        p_cand_cum,
+        p_cand_off,
+        p_cand_path,
+        p_cand_until,
+        p_ecmp_off,
+        p_ecmp_path,
+        prof,
+        r_active,
+        r_idle_s,
+        r_ready_s,
+        s_flow,
+        s_path,
+        s_state,
+    )  # _arrive's
     n_flows = f_arr_s.shape[0]
     while True:
         next_tick = clk[K_ORIGIN] + (cnt[C_TICK] + 1) * clk[K_TICK_S]
@@ -796,6 +1032,8 @@ def run(
                 g_rate,
                 g_sum,
                 g_last,
+                g_res_bits,
+                g_car_bits,
                 l_res_acc,
                 l_used_acc,
                 pair_acc,
@@ -809,186 +1047,29 @@ def run(
             continue
         if t_event >= end_s:
             return DONE
+        seeds = 0  # flows whose component is re-rated after this event (one inlined recomputation)
         if t_heap <= t_arr:
             s = h_heap[0]
             if h_kind[s] == EV_COMPLETE:
-                _complete(
-                    s,
-                    t_heap,
-                    cnt,
-                    clk,
-                    hops_h,
-                    rs,
-                    s_state,
-                    s_flow,
-                    s_path,
-                    s_rate,
-                    s_last,
-                    s_rem,
-                    s_group,
-                    a_list,
-                    a_pos,
-                    f_pair,
-                    f_size_bits,
-                    k_off,
-                    k_links,
-                    e_next,
-                    e_prev,
-                    l_head,
-                    g_path,
-                    g_rate,
-                    g_n,
-                    g_sum,
-                    g_last,
-                    l_res_acc,
-                    l_used_acc,
-                    l_sum,
-                    l_last,
-                    l_acc,
-                    pair_acc,
-                    h_heap,
-                    h_pos,
-                    h_t,
-                    h_kind,
-                    h_size,
-                    w_comp,
-                    w_smark,
-                    o_done_s,
-                    o_hit,
-                    r_active,
-                    r_idle_s,
-                    free,
-                )
+                seeds = _complete(s, t_heap, cnt, hops_h, cs)
             else:
-                _start(
-                    s,
-                    t_heap,
-                    cnt,
-                    clk,
-                    hops_h,
-                    rs,
-                    s_state,
-                    s_flow,
-                    s_path,
-                    s_rate,
-                    s_last,
-                    s_rem,
-                    s_group,
-                    a_list,
-                    a_pos,
-                    f_pair,
-                    f_size_bits,
-                    f_dur_s,
-                    k_off,
-                    k_links,
-                    e_next,
-                    e_prev,
-                    l_head,
-                    p_grp_off,
-                    p_grp_idx,
-                    g_path,
-                    g_rate,
-                    g_n,
-                    g_sum,
-                    g_last,
-                    l_res_acc,
-                    l_used_acc,
-                    h_heap,
-                    h_pos,
-                    h_t,
-                    h_kind,
-                    h_size,
-                    w_comp,
-                    w_smark,
-                )
-            continue
-        if cnt[C_FREE] == 0:
+                _start(s, t_heap, cnt, hops_h, ss)
+                seeds = 1
+        elif cnt[C_FREE] == 0:
             return GROW_SLOTS
-        pair = f_pair[i]
-        path, hit = _choose_path(
-            i,
-            t_arr,
-            pair,
-            f_mask,
-            f_u1,
-            f_u2,
-            p_cand_off,
-            p_cand_path,
-            p_cand_cum,
-            p_cand_until,
-            p_ecmp_off,
-            p_ecmp_path,
-        )
-        delay = 0.0
-        paid = False
-        if not hit:
-            delay, paid = _reactive_delay(
-                t_arr, pair, path, f_mask[i], clk, prof, k_off, k_fw, r_ready_s, r_active, r_idle_s
-            )
-            r_active[pair] += 1
-        o_delay_s[i] = delay
-        o_hit[i] = hit
-        o_reactive[i] = paid
-        o_path[i] = path
-        cnt[C_NEXT_ARRIVAL] += 1
-        cnt[C_EVENTS] += 1
-        cnt[C_FREE] -= 1
-        s = free[cnt[C_FREE]]
-        s_flow[s] = i
-        s_path[s] = path
-        if delay > 0.0:
-            s_state[s] = PENDING
-            h_t[s] = t_arr + delay
-            h_kind[s] = EV_START
-            heap.push(h_heap, h_pos, h_size, h_t, h_kind, s_flow, s)
         else:
-            _start(
-                s,
-                t_arr,
-                cnt,
-                clk,
-                hops_h,
-                rs,
-                s_state,
-                s_flow,
-                s_path,
-                s_rate,
-                s_last,
-                s_rem,
-                s_group,
-                a_list,
-                a_pos,
-                f_pair,
-                f_size_bits,
-                f_dur_s,
-                k_off,
-                k_links,
-                e_next,
-                e_prev,
-                l_head,
-                p_grp_off,
-                p_grp_idx,
-                g_path,
-                g_rate,
-                g_n,
-                g_sum,
-                g_last,
-                l_res_acc,
-                l_used_acc,
-                h_heap,
-                h_pos,
-                h_t,
-                h_kind,
-                h_size,
-                w_comp,
-                w_smark,
-            )
+            s = _arrive(i, t_arr, cnt, clk, ar)
+            if s >= 0:
+                _start(s, t_arr, cnt, hops_h, ss)
+                seeds = 1
+        if seeds > 0:
+            _recompute(seeds, t_event, cnt, clk, hops_h, rs)
 
 
 @nb.njit(cache=True)
 def recompute_all(t: float, cnt: IA, clk: FA, hops_h: int, rs: RateState) -> None:
     """Re-rate every active flow at ``t`` (after floors or paths changed under them)."""
-    _recompute(-1, t, cnt, clk, hops_h, *rs)
+    _recompute(-1, t, cnt, clk, hops_h, rs)
 
 
 @nb.njit(cache=True)
@@ -998,14 +1079,18 @@ def settle_groups(
     g_rate: FA,
     g_sum: FA,
     g_last: FA,
+    g_res_bits: FA,
+    g_car_bits: FA,
     k_off: IA,
     k_links: IA,
     l_res_acc: FA,
     l_used_acc: FA,
 ) -> None:
-    """Book every reservation group's reserved and used bits up to ``t`` (before the groups change)."""
+    """Book every reservation group's part of the current tick up to ``t`` (before the groups change):
+    the part is judged on its own, as :func:`_close_groups` judges a whole tick."""
     for g in range(g_path.shape[0]):
-        _flush_group(g, t, g_path, g_rate, g_sum, g_last, k_off, k_links, l_res_acc, l_used_acc)
+        _flush_group(g, t, g_rate, g_sum, g_last, g_res_bits, g_car_bits)
+    _close_groups(g_path, g_res_bits, g_car_bits, k_off, k_links, l_res_acc, l_used_acc)
 
 
 @nb.njit(cache=True)

@@ -85,6 +85,8 @@ def _init_flows(
     mm_dem: FloatArray,
     k_off: IntArray,
     k_links: IntArray,
+    l_cap: FloatArray,
+    lk_cnt: IntArray,
     mm_rate: FloatArray,
     mm_state: IntArray,
     ev_lev: FloatArray,
@@ -93,12 +95,19 @@ def _init_flows(
     lk_base: FloatArray,
     lk_n: IntArray,
 ) -> int:
-    """Start every flow at its floor (or riding from 0); list floor and demand levels. Returns their count."""
+    """Start every flow at its floor (or riding from 0); list floor and demand levels. Returns their count.
+
+    A link that only one of the flows crosses lowers that flow's demand to its capacity instead (the
+    same constraint, as a sorted level rather than a heap entry: most links, on a sparse network)."""
     ne = 0
     for j in range(nc):
         p = mm_path[j]
         floor = mm_floor[j]
         demand = mm_dem[j]
+        for e in range(k_off[p], k_off[p + 1]):
+            if lk_cnt[k_links[e]] == 1:  # a link only j crosses: just a cap on j (never in the heap)
+                demand = min(demand, l_cap[k_links[e]])
+        mm_dem[j] = demand
         mm_rate[j] = 0.0
         if k_off[p] == k_off[p + 1] or demand <= floor:
             mm_rate[j] = demand if k_off[p] == k_off[p + 1] else floor
@@ -124,6 +133,18 @@ def _init_flows(
             ev_kind[ne] = 1
             ne += 1
     return ne
+
+
+@nb.njit(cache=True, inline="always")
+def _shared_links(nt: int, lk_touched: IntArray, lk_cnt: IntArray) -> int:
+    """Keep in ``lk_touched[:return]`` the links two or more of the flows cross (the heap's links)."""
+    kept = 0
+    for i in range(nt):
+        link = lk_touched[i]
+        if lk_cnt[link] > 1:
+            lk_touched[kept] = link
+            kept += 1
+    return kept
 
 
 @nb.njit(cache=True, inline="always")
@@ -180,7 +201,7 @@ def _lowest_link(
     return np.inf
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def max_min(  # noqa: C901, PLR0912  (one event loop: split, it would pass 25 arrays per call)
     nc: int,
     mm_path: IntArray,
@@ -230,8 +251,23 @@ def max_min(  # noqa: C901, PLR0912  (one event loop: split, it would pass 25 ar
         epoch,
     )
     ne = _init_flows(
-        nc, mm_path, mm_floor, mm_dem, k_off, k_links, mm_rate, mm_state, ev_lev, ev_j, ev_kind, lk_base, lk_n
+        nc,
+        mm_path,
+        mm_floor,
+        mm_dem,
+        k_off,
+        k_links,
+        l_cap,
+        lk_cnt,
+        mm_rate,
+        mm_state,
+        ev_lev,
+        ev_j,
+        ev_kind,
+        lk_base,
+        lk_n,
     )
+    nt = _shared_links(nt, lk_touched, lk_cnt)
     if ne > 1:
         ev_order[:ne] = np.argsort(ev_lev[:ne], kind="mergesort")
     elif ne == 1:

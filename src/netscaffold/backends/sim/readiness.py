@@ -20,7 +20,16 @@ import numpy as np
 import numpy.typing as npt
 
 from netscaffold.backends.sim.routing import NodePath, PathTable
-from netscaffold.model.config import FirewallRule, NetworkConfig, Reservation, Route, VirtualCircuit
+from netscaffold.model.config import (
+    Address,
+    FirewallRule,
+    NetworkConfig,
+    Reservation,
+    Route,
+    VirtualCircuit,
+    parse_address,
+    parse_prefix,
+)
 from netscaffold.model.topology import Endpoint, NodeKind, Topology
 
 IntArray = npt.NDArray[np.int64]
@@ -56,7 +65,7 @@ class _RouteIndex:
         per_device: dict[str, list[tuple[Network, Route]]] = defaultdict(list)
         for item in config.of_kind("route"):
             assert isinstance(item, Route)
-            per_device[item.device].append((ipaddress.ip_network(item.destination, strict=False), item))
+            per_device[item.device].append((parse_prefix(item.destination), item))
         for routes in per_device.values():
             routes.sort(key=lambda nr: -nr[0].prefixlen)
         self._routes = dict(per_device)
@@ -77,7 +86,7 @@ class _Walker:
     def __init__(self, index: _RouteIndex, dst: Endpoint) -> None:
         self._index = index
         self._dst_node = dst.host
-        self._address = ipaddress.ip_address(dst.address)
+        self._address = parse_address(dst.address)
         self._memo: dict[str, list[Candidate]] = {}
         self._on_stack: set[str] = set()
 
@@ -103,23 +112,37 @@ class _Walker:
         return out
 
 
+def _single(net: Network | None) -> bool:
+    return net is not None and net.prefixlen == net.max_prefixlen
+
+
 class _Permits:
-    """Accept rules per firewall device, as (src network, dst network, until)."""
+    """Accept rules per firewall device, as (src network, dst network, until).
+
+    Rules for one source address to one destination address (what scaffolding installs) are kept in a
+    dictionary; only broader rules are scanned.
+    """
 
     def __init__(self, config: NetworkConfig) -> None:
         self._rules: dict[str, list[tuple[Network | None, Network | None, float]]] = defaultdict(list)
+        self._exact: dict[tuple[str, Address, Address], float] = {}
         for item in config.of_kind("firewall"):
             assert isinstance(item, FirewallRule)
             if item.action != "accept":
                 continue
-            src = ipaddress.ip_network(item.match.src, strict=False) if item.match.src else None
-            dst = ipaddress.ip_network(item.match.dst, strict=False) if item.match.dst else None
-            self._rules[item.device].append((src, dst, _until(item.expires_at)))
+            src = parse_prefix(item.match.src) if item.match.src else None
+            dst = parse_prefix(item.match.dst) if item.match.dst else None
+            until = _until(item.expires_at)
+            if src is not None and dst is not None and _single(src) and _single(dst):
+                key = (item.device, src.network_address, dst.network_address)
+                self._exact[key] = max(self._exact.get(key, -math.inf), until)
+            else:
+                self._rules[item.device].append((src, dst, until))
 
     def until(self, device: str, src: Endpoint, dst: Endpoint) -> float:
-        src_ip = ipaddress.ip_address(src.address)
-        dst_ip = ipaddress.ip_address(dst.address)
-        best = -math.inf
+        src_ip = parse_address(src.address)
+        dst_ip = parse_address(dst.address)
+        best = self._exact.get((device, src_ip, dst_ip), -math.inf)
         for src_net, dst_net, until in self._rules.get(device, ()):
             if (src_net is None or src_ip in src_net) and (dst_net is None or dst_ip in dst_net):
                 best = max(best, until)

@@ -22,7 +22,14 @@ class EmulationResult:
     scaffolded at arrival), ``reactive`` (paid the reactive setup), ``path`` (index into ``paths``; -1 not
     arrived). Per tick (rows, ending at ``tick_end_s``) x link (columns, ``link_keys``): average
     ``load_bps``, ``reserved_bps`` and ``reserved_unused_bps``; ``sent_bytes`` per tick. ``events``
-    counts flow arrivals and completions; ``wall_s`` is the time spent emulating."""
+    counts flow arrivals and completions; ``wall_s`` is the time spent emulating.
+
+    Reservation usage is judged per tick by volume, as a token bucket of one tick would: a reservation
+    group (the flows of one pair on one reserved path) used ``min(reserved_rate x tick_s, bits its flows
+    carried in the tick)``, so short flows that together carry the reserved volume leave nothing unused.
+    ``reserved_unused_bps`` is reserved minus used, per link, divided by ``tick_s`` (the backend's
+    ``PerformanceSample.reserved_used_bps`` is reserved minus unused). A tick split by a config change is
+    judged in its two parts."""
 
     start_s: FloatArray
     setup_delay_s: FloatArray

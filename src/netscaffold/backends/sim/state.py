@@ -23,9 +23,7 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 _RUN_PARAMS = tuple(inspect.signature(getattr(kernel.run, "py_func", kernel.run)).parameters)[1:]
-_RATE_PARAMS = tuple(inspect.signature(getattr(kernel._recompute, "py_func", kernel._recompute)).parameters)[
-    5:
-]
+_RATE_PARAMS = kernel.RATE_FIELDS
 _INITIAL_SLOTS = 256
 _INITIAL_ROWS = 64
 # slot arrays and the value a new slot starts with
@@ -82,6 +80,8 @@ class SimState:
     g_n: IntArray
     g_sum: FloatArray
     g_last: FloatArray
+    g_res_bits: FloatArray
+    g_car_bits: FloatArray
     k_off: IntArray
     k_links: IntArray
     k_fw: IntArray
@@ -100,7 +100,7 @@ class SimState:
         tick_s: float,
         origin_s: float,
         seed: int,
-        hybrid_fraction: float = 0.5,
+        hybrid_fraction: float = 0.8,
     ) -> None:
         n = len(flows)
         sized = np.isnan(flows.duration_s)
@@ -211,6 +211,8 @@ class SimState:
                 self.g_rate,
                 self.g_sum,
                 self.g_last,
+                self.g_res_bits,
+                self.g_car_bits,
                 self.k_off,
                 self.k_links,
                 self.l_res_acc,
@@ -228,6 +230,8 @@ class SimState:
         self.g_n = np.zeros(n_groups, dtype=np.int64)
         self.g_sum = np.zeros(n_groups)
         self.g_last = np.full(n_groups, now_s)
+        self.g_res_bits = np.zeros(n_groups)  # this tick: reserved bits and bits carried by the flows
+        self.g_car_bits = np.zeros(n_groups)
         self.repack_paths()
         kernel.regroup(
             now_s,
