@@ -1,0 +1,87 @@
+"""Planning speed of the scaffolder: 10,000 pairs over a ~500-node topology.
+
+Cold plan: from an empty configuration. Steady tick: the same forecast with 5% of the pairs changed (their
+activity and bandwidth redrawn), planned against the config the cold plan produced, as the engine does
+every tick. Targets (issue 6): steady tick under 100 ms.
+Usage: python benchmarks/bench_scaffold.py [--pairs N] [--k K] [--repeat R] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+from netscaffold.formats.generators import attach_endpoints, fat_tree
+from netscaffold.model import NetworkConfig, PredictedGraph, ProvisionalBudget
+from netscaffold.scaffold import Scaffolder, ScaffoldPolicy
+
+
+def forecast(pairs: list[tuple[str, str]], rng: np.random.Generator, horizon: int = 5) -> PredictedGraph:
+    activity = rng.random((horizon, len(pairs))) * 0.5
+    base = rng.random((horizon, len(pairs), 1)) * 1e6
+    return PredictedGraph(
+        0.0,
+        1.0,
+        tuple(pairs),
+        (0.5, 0.9, 0.99),
+        activity,
+        np.concatenate([base, base * 1.5, base * 2], axis=2),
+        np.full(len(pairs), np.nan),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pairs", type=int, default=10_000)
+    parser.add_argument("--k", type=int, default=12, help="fat-tree k (12: 180 switches + 432 hosts)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    opts = parser.parse_args()
+    rng = np.random.default_rng(0)
+    topology = attach_endpoints(fat_tree(opts.k, 10e9))
+    endpoints = sorted(topology.endpoints)
+    chosen: set[tuple[str, str]] = set()
+    while len(chosen) < opts.pairs:
+        a, b = rng.choice(len(endpoints), 2, replace=False)
+        chosen.add((endpoints[a], endpoints[b]))
+    pairs = sorted(chosen)
+    policy = ScaffoldPolicy(budget=ProvisionalBudget(rule_slots_per_device=100_000, link_fraction=0.5))
+    scaffolder = Scaffolder(topology, policy=policy)
+    graph = forecast(pairs, rng)
+    cold_ms = []
+    for _ in range(opts.repeat):
+        start = time.perf_counter()
+        cold = scaffolder.plan(graph, NetworkConfig(), 0.0)
+        cold_ms.append((time.perf_counter() - start) * 1e3)
+    current = cold.plan.apply_to(NetworkConfig())
+    changed = rng.choice(len(pairs), len(pairs) // 20, replace=False)
+    tick = forecast(pairs, rng)
+    activity, bandwidth = graph.activity.copy(), graph.bandwidth_bps.copy()
+    activity[:, changed] = tick.activity[:, changed]
+    bandwidth[:, changed] = tick.bandwidth_bps[:, changed]
+    steady_graph = PredictedGraph(
+        1.0, 1.0, graph.pairs, graph.quantile_levels, activity, bandwidth, graph.latency_bound_s
+    )
+    steady_ms = []
+    for _ in range(opts.repeat):
+        start = time.perf_counter()
+        steady = scaffolder.plan(steady_graph, current, 1.0)
+        steady_ms.append((time.perf_counter() - start) * 1e3)
+    result = {
+        "plan_ms_10k_pairs": round(statistics.median(steady_ms), 1),
+        "cold_plan_ms_10k_pairs": round(statistics.median(cold_ms), 1),
+        "pairs": len(pairs),
+        "nodes": len(topology.nodes),
+        "cold_plan_ops": len(cold.plan),
+        "steady_plan_ops": len(steady.plan),
+        "admitted_pairs": steady.admitted_pairs,
+    }
+    print(json.dumps(result) if opts.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()
