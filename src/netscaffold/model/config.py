@@ -32,6 +32,20 @@ def parse_address(text: str) -> Address:
     return ipaddress.ip_address(text)
 
 
+FLOW_KEY_SEPARATOR = "->"
+
+
+def flow_key(src: str, dst: str) -> str:
+    """The flow key of the pair ``src -> dst`` (endpoint ids), as reservations and circuits carry it."""
+    return f"{src}{FLOW_KEY_SEPARATOR}{dst}"
+
+
+def split_flow_key(key: str) -> tuple[str, str]:
+    """``(src, dst)`` of a flow key; ``dst`` is empty when the key has no separator."""
+    src, _, dst = key.partition(FLOW_KEY_SEPARATOR)
+    return src, dst
+
+
 class Origin(StrEnum):
     STATIC = "static"
     PREDICTED = "predicted"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from netscaffold.model.config import NetworkConfig, Origin, Reservation, VirtualCircuit
+from netscaffold.model.config import NetworkConfig, Origin, Reservation, VirtualCircuit, split_flow_key
 from netscaffold.model.events import FlowRequest, RoutingInfo
 from netscaffold.model.metrics import PerformanceSample
 from netscaffold.model.predicted import PredictedGraph
@@ -41,11 +41,6 @@ class Discrepancy:
         return self.missed_flows / self.new_flows if self.new_flows else 0.0
 
 
-def _flow_key_pair(key: str) -> Pair:
-    src, _, dst = key.partition("->")
-    return (src, dst)
-
-
 def calculate_discrepancy(
     routing_info: Iterable[RoutingInfo],
     sample: PerformanceSample,
@@ -67,14 +62,14 @@ def calculate_discrepancy(
         if isinstance(item, Reservation | VirtualCircuit) and item.origin is Origin.PREDICTED:
             reserved[item.flow_key] = max(reserved.get(item.flow_key, 0.0), item.rate_bps)
     unused = frozenset(
-        _flow_key_pair(key)
+        split_flow_key(key)
         for key in reserved
-        if measured_bps.get(_flow_key_pair(key), 0.0) <= 0.0 and _flow_key_pair(key) not in active
+        if measured_bps.get(split_flow_key(key), 0.0) <= 0.0 and split_flow_key(key) not in active
     )
     errors = {
-        key: (rate, measured_bps[_flow_key_pair(key)])
+        key: (rate, measured_bps[split_flow_key(key)])
         for key, rate in reserved.items()
-        if measured_bps.get(_flow_key_pair(key), 0.0) > 0.0
+        if measured_bps.get(split_flow_key(key), 0.0) > 0.0
     }
     overloaded = tuple(
         key

@@ -28,6 +28,7 @@ from netscaffold.model.config import (
     Reservation,
     Route,
     VirtualCircuit,
+    split_flow_key,
 )
 from netscaffold.model.events import RoutingInfo
 from netscaffold.model.metrics import PerformanceSample
@@ -154,8 +155,7 @@ class Refiner:
 
     def _pair_of(self, item: ConfigItem) -> Pair | None:
         if isinstance(item, Reservation | VirtualCircuit):
-            src, _, dst = item.flow_key.partition("->")
-            return (src, dst)
+            return split_flow_key(item.flow_key)
         if isinstance(item, FirewallRule) and item.match.src and item.match.dst:
             src_id = self._by_address.get(item.match.src.split("/")[0])
             dst_id = self._by_address.get(item.match.dst.split("/")[0])
@@ -208,7 +208,7 @@ class Refiner:
             reserved, measured = disc.reservation_error[item.flow_key]
             if abs(measured - reserved) <= self.policy.resize_tolerance * reserved:
                 continue
-            src, _, dst = item.flow_key.partition("->")
+            src, dst = split_flow_key(item.flow_key)
             floor = 0.0
             if src in self.topology.endpoints and dst in self.topology.endpoints:
                 floor = self.qos.lookup(

@@ -27,10 +27,6 @@ def host_prefix(address: str) -> str:
     return str(parse_prefix(address))
 
 
-def flow_key(src: str, dst: str) -> str:
-    return f"{src}->{dst}"
-
-
 def circuit_id(key: str) -> str:
     return f"vc:{key}"
 

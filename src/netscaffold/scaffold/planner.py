@@ -26,6 +26,7 @@ from netscaffold.model.config import (
     Reservation,
     Route,
     VirtualCircuit,
+    flow_key,
 )
 from netscaffold.model.plan import Plan, provisional_entries_per_device
 from netscaffold.model.predicted import PredictedGraph
@@ -225,7 +226,7 @@ class Scaffolder:
         fixed: Mapping[ItemKey, ConfigItem],
     ) -> _Candidate | None:
         qos = self.qos.lookup(src.app_name, dst.app_name)
-        key = mk.flow_key(src.id, dst.id)
+        key = flow_key(src.id, dst.id)
         top_path = paths[0][0]
         items: list[ConfigItem] = []
         # Reservations are at the forecast quantile (what the pair is expected to carry), not the QoS

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from netscaffold.errors import ValidationError
-from netscaffold.model.config import Route
+from netscaffold.model.config import Route, flow_key
 from netscaffold.model.topology import Topology
 from netscaffold.service.core import ServiceCore
 from netscaffold.service.schemas import FlowRequestBody, RoutingBatch, TelemetryBatch
@@ -60,7 +60,7 @@ def _track_last_step(core: ServiceCore, batch: TelemetryBatch) -> None:
         if step > newest:
             newest, per_key = step, {}
         if step == newest:
-            key = f"{src}->{dst}"
+            key = flow_key(src, dst)
             per_key[key] = per_key.get(key, 0.0) + size * 8.0 / step_s
     core.last_step = (newest, per_key)
     core.refresh_gauges()

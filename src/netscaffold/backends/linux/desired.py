@@ -37,6 +37,7 @@ from netscaffold.model.config import (
     Reservation,
     Route,
     VirtualCircuit,
+    split_flow_key,
 )
 
 MARK_BASE = 0x5C000000
@@ -98,9 +99,9 @@ class Allocation:
 
 
 def flow_addresses(layout: LabLayout, item: Reservation | VirtualCircuit) -> tuple[str, str]:
-    src_id, sep, dst_id = item.flow_key.partition("->")
+    src_id, dst_id = split_flow_key(item.flow_key)
     endpoints = layout.topology.endpoints
-    if not sep or src_id not in endpoints or dst_id not in endpoints:
+    if src_id not in endpoints or dst_id not in endpoints:
         raise PlanError(
             f"flow key {item.flow_key!r} must be 'src->dst' naming two endpoints of the topology "
             "(the kernel classifies the flow by their addresses)",
