@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from netscaffold.engine.predictors import FloatArray, PairIndex
 from netscaffold.model.events import FlowRequest
@@ -39,7 +40,7 @@ class ForecastPredictor:
         model_options: dict[str, Any] | None = None,
         min_activity: float = 0.02,
         finder: PathFinder | None = None,
-        endpoint_features: FloatArray | None = None,
+        endpoint_features: npt.NDArray[np.float32] | None = None,
         endpoint_names: tuple[str, ...] = (),
     ) -> None:
         """``endpoint_features[T, E, F]``: per tick and endpoint, the telemetry the model may see (row ``t``
@@ -64,12 +65,11 @@ class ForecastPredictor:
         """Tick index -> the one-step-ahead median forecast made for it (for plots)."""
         self.fit_s = 0.0
         self.retrains = 0
-        self._exog_src = self._exog_dst = np.zeros(0, dtype=np.int64)
-        self._endpoint_features = endpoint_features
+        self._pair_features: npt.NDArray[np.float32] | None = None
         if endpoint_features is not None:
-            position = {name: i for i, name in enumerate(endpoint_names)}
-            self._exog_src = np.array([position[a] for a, _ in index.pairs], dtype=np.int64)
-            self._exog_dst = np.array([position[b] for _, b in index.pairs], dtype=np.int64)
+            from netscaffold.predict.telemetry_input import pair_features
+
+            self._pair_features = pair_features(endpoint_features, endpoint_names, index.pairs)
 
     # -- the Predictor protocol ------------------------------------------------------------------
     def observe(self, sample: PerformanceSample, requests: list[FlowRequest]) -> None:
@@ -148,10 +148,8 @@ class ForecastPredictor:
 
         values = np.ascontiguousarray(np.vstack(self._rows[start:stop]))
         ticks = np.arange(start, stop, dtype=np.float64)
-        exog = None
-        if self._endpoint_features is not None:
-            window = self._endpoint_features[start:stop]  # never a row past the ticks observed
-            exog = np.concatenate([window[:, self._exog_src], window[:, self._exog_dst]], axis=-1)
+        # never a row past the ticks observed
+        exog = None if self._pair_features is None else self._pair_features[start:stop]
         return PairSeries(
             values=values,
             pairs=self.index.pairs,

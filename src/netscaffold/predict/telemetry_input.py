@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from netscaffold.predict.series import PairSeries
+
+if TYPE_CHECKING:
+    from netscaffold.telemetry.store import AppWindow
 
 LOG_SCALE = 25.0
 ENDPOINT_FEATURES = ("cpu", "memory", "tx", "rx")
@@ -43,21 +47,31 @@ def read_telemetry_input(path: Path, features: bool = True) -> TelemetryInput:
     )
     if not features:
         return TelemetryInput(base, created)
-    apps = store.apps()
-    per_endpoint = np.stack(
-        [apps.cpu, np.log1p(apps.memory) / LOG_SCALE, np.log1p(apps.tx_bytes) / LOG_SCALE,
-         np.log1p(apps.rx_bytes) / LOG_SCALE],
-        axis=-1,
-    ).astype(np.float32)  # fmt: skip
-    index = {name: i for i, name in enumerate(store.endpoints)}
-    src = np.array([index[a] for a, _ in series.pairs], dtype=np.int64)
-    dst = np.array([index[b] for _, b in series.pairs], dtype=np.int64)
-    exog: npt.NDArray[np.float32] = np.concatenate([per_endpoint[:, src], per_endpoint[:, dst]], axis=-1)
+    exog = pair_features(endpoint_features(store.apps()), store.endpoints, series.pairs)
     with_exog = PairSeries(
         base.values, base.pairs, base.nodes, base.interval_s, base.unit, base.time_of_day, base.segment_start,
         base.bps_factor, exog, EXOG_NAMES,
     )  # fmt: skip
     return TelemetryInput(with_exog, created)
+
+
+def endpoint_features(apps: AppWindow) -> npt.NDArray[np.float32]:
+    """``[T, E, 4]``: cpu, memory, tx, rx per tick and endpoint, scaled as the module docstring says."""
+    return np.stack(
+        [apps.cpu, np.log1p(apps.memory) / LOG_SCALE, np.log1p(apps.tx_bytes) / LOG_SCALE,
+         np.log1p(apps.rx_bytes) / LOG_SCALE],
+        axis=-1,
+    ).astype(np.float32)  # fmt: skip
+
+
+def pair_features(
+    per_endpoint: npt.NDArray[np.float32], endpoints: tuple[str, ...], pairs: tuple[tuple[str, str], ...]
+) -> npt.NDArray[np.float32]:
+    """``[T, P, 8]``: each pair's source features, then its destination's (names: ``EXOG_NAMES``)."""
+    index = {name: i for i, name in enumerate(endpoints)}
+    src = np.array([index[a] for a, _ in pairs], dtype=np.int64)
+    dst = np.array([index[b] for _, b in pairs], dtype=np.int64)
+    return np.concatenate([per_endpoint[:, src], per_endpoint[:, dst]], axis=-1)
 
 
 def pair_series_from_telemetry(path: Path) -> PairSeries:

@@ -26,6 +26,7 @@ from netscaffold.model.config import NetworkConfig
 from netscaffold.model.events import FlowRequest
 from netscaffold.model.metrics import PerformanceSample
 from netscaffold.model.plan import ProvisionalBudget
+from netscaffold.predict.telemetry_input import endpoint_features
 from netscaffold.refine.refiner import RefinePolicy, Refiner
 from netscaffold.scaffold.planner import Scaffolder
 from netscaffold.scaffold.policy import ClassRisk, ScaffoldPolicy
@@ -91,22 +92,6 @@ class _Recorder:
     def __call__(self, sample: PerformanceSample, requests: list[FlowRequest]) -> None:
         self.bps.append(self.index.bps_row(sample))
         self.starts.append(self.index.starts_row(requests))
-
-
-def endpoint_features(workload: Workload) -> np.ndarray:
-    """``[T, E, 4]`` cpu, memory, tx, rx per tick and endpoint, scaled as the forecasting CLI scales them."""
-    from netscaffold.predict.telemetry_input import LOG_SCALE
-
-    apps = workload.telemetry.apps()
-    return np.stack(
-        [
-            apps.cpu,
-            np.log1p(apps.memory) / LOG_SCALE,
-            np.log1p(apps.tx_bytes) / LOG_SCALE,
-            np.log1p(apps.rx_bytes) / LOG_SCALE,
-        ],
-        axis=-1,
-    ).astype(np.float32)
 
 
 def _pair_index(workload: Workload) -> PairIndex:
@@ -176,7 +161,7 @@ class ScenarioRunner:
             )
         model = name.partition(":")[2]
         options: dict[str, Any] = dict(sc.lstm) if model == "lstm" else {}
-        features = endpoint_features(self.workload) if model == "lstm" else None
+        features = endpoint_features(self.workload.telemetry.apps()) if model == "lstm" else None
         return ForecastPredictor(
             model,
             self.index,
