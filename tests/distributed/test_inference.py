@@ -1,0 +1,129 @@
+"""Sharded inference in Ray actors gives the single-process forecast exactly, survives a killed shard, and
+refuses bad input with our own errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from netscaffold.distributed.inference import (
+    ShardedForecaster,
+    ShardWorker,
+    restrict,
+    series_columns,
+    sharded_predict,
+)
+from netscaffold.distributed.sharding import HashRing, PairShards
+from netscaffold.errors import TrafficError, ValidationError
+from netscaffold.predict.base import Forecaster
+from netscaffold.predict.registry import MODEL_NAMES, make_forecaster
+from netscaffold.predict.series import PairSeries
+
+HORIZON = 4
+SMALL_LSTM: dict[str, Any] = {"epochs": 2, "hidden": 16, "windows_per_epoch": 2048, "device": "cpu"}
+
+
+def synthetic(steps: int = 240, n_pairs: int = 120, seed: int = 0) -> PairSeries:
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)
+    level = rng.uniform(1.0, 50.0, n_pairs)
+    values = np.abs(level * (1 + 0.3 * np.sin(t / 12.0))[:, None] + rng.normal(0, 2.0, (steps, n_pairs)))
+    values *= rng.random((steps, n_pairs)) > 0.15
+    pairs = tuple((f"n{i}", f"m{i % 7}") for i in range(n_pairs))
+    nodes = tuple(sorted({n for p in pairs for n in p}))
+    return PairSeries(
+        values, pairs, nodes, 60.0, "bytes", np.mod(t * 60.0 / 86_400.0, 1.0), np.zeros(steps, np.int64)
+    )
+
+
+def fitted(name: str, series: PairSeries) -> Forecaster:
+    kwargs = SMALL_LSTM if name == "lstm" else {}
+    return make_forecaster(name, horizon=HORIZON, **kwargs).fit(series)
+
+
+def assert_same(a: Any, b: Any) -> None:
+    np.testing.assert_array_equal(a.quantiles, b.quantiles)
+    np.testing.assert_array_equal(a.activity, b.activity)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_restricted_models_give_their_columns_of_the_full_forecast(name: str) -> None:
+    """No Ray: the identity that sharding rests on, for every model, with 1 and 2 torch threads."""
+    series = synthetic()
+    model = fitted(name, series)
+    origins = np.arange(200, series.steps - HORIZON + 1)
+    full = model.predict_at(series, origins, HORIZON)
+    for columns in PairShards.split(series.pairs, HashRing.of(3)).columns:
+        for threads in (1, 2):
+            worker = ShardWorker(columns, restrict(model, columns, threads=threads))
+            quantiles, activity = worker.predict_at(series, origins, HORIZON)
+            np.testing.assert_array_equal(quantiles, full.quantiles[:, :, columns])
+            np.testing.assert_array_equal(activity, full.activity[:, :, columns])
+
+
+def test_restrict_refuses_unfitted_models_and_bad_columns() -> None:
+    with pytest.raises(ValidationError, match="not fitted"):
+        restrict(make_forecaster("naive"), np.array([0]))
+    model = fitted("naive", synthetic(n_pairs=5))
+    with pytest.raises(ValidationError, match=r"outside 0\.\.4"):
+        restrict(model, np.array([0, 5]))
+
+
+@pytest.mark.ray
+def test_sharded_lstm_and_baseline_equal_single_process(ray_local: object) -> None:
+    series = synthetic()
+    origins = np.arange(200, series.steps - HORIZON + 1)
+    for name in ("lstm", "ewma"):
+        model = fitted(name, series)
+        sharded = sharded_predict(model, series, HORIZON, shards=2, origins=origins)
+        assert_same(sharded, model.predict_at(series, origins, HORIZON))
+    end = sharded_predict(model, series, HORIZON, shards=3, cpus_per_shard=0.5)
+    assert_same(end, model.predict(series, HORIZON))
+
+
+@pytest.mark.ray
+def test_a_killed_shard_restarts_and_the_forecast_is_complete(ray_local: object) -> None:
+    import ray
+
+    series = synthetic()
+    model = fitted("lstm", series)
+    expected = model.predict(series, HORIZON)
+    with ShardedForecaster.start(model, shards=2) as sharded:
+        assert_same(sharded.predict(series, HORIZON), expected)
+        ray.kill(sharded.workers[0], no_restart=False)
+        assert_same(sharded.predict(series, HORIZON), expected)
+
+
+@pytest.mark.ray
+def test_per_shard_baselines_equal_a_fit_on_the_shard_alone(ray_local: object) -> None:
+    import ray
+
+    series = synthetic()
+    train = series.slice(0, 200)
+    origins = np.arange(200, series.steps - HORIZON + 1)
+    with ShardedForecaster.fit_per_shard("meank", train, shards=2, horizon=HORIZON) as sharded:
+        forecast = sharded.predict_at(series, origins, HORIZON)
+        ray.kill(sharded.workers[1], no_restart=False)  # the restart refits from its constructor arguments
+        assert_same(sharded.predict_at(series, origins, HORIZON), forecast)
+        for columns in sharded.shards.columns:
+            alone = fitted("meank", series_columns(train, columns))
+            local = alone.predict_at(series_columns(series, columns), origins, HORIZON)
+            np.testing.assert_array_equal(forecast.quantiles[:, :, columns], local.quantiles)
+            np.testing.assert_array_equal(forecast.activity[:, :, columns], local.activity)
+
+
+@pytest.mark.ray
+def test_bad_input_raises_our_errors_not_ray_wrappers(ray_local: object) -> None:
+    series = synthetic(n_pairs=20)
+    model = fitted("naive", series)
+    with ShardedForecaster.start(model, shards=2) as sharded:
+        with pytest.raises(TrafficError, match="another pair set"):
+            sharded.predict(synthetic(n_pairs=21), HORIZON)
+        with pytest.raises(TrafficError, match="origins must be within"):
+            sharded.predict_at(series, [series.steps + 5], HORIZON)
+    with pytest.raises(ValidationError, match="closed"):
+        sharded.predict(series, HORIZON)
+    with pytest.raises(ValidationError, match="not fitted"):
+        ShardedForecaster.start(make_forecaster("naive"))
