@@ -2,9 +2,18 @@
 
 Events, in the documented tie-break order at equal times: a tick boundary (sample), then flow completions,
 then flow starts (after a setup delay), both by flow index, then flow arrivals in row order. Rates are
-recomputed exactly at every start and completion, for the connected component of flows that share links
-(transitively) with the changed flow, or for all active flows when the component search grows past
-``hybrid_fraction`` of them (then the search is abandoned: a full recomputation is cheaper).
+recomputed exactly at every start and completion, for the component of flows the change can reach, or
+for all active flows when that component grows past ``hybrid_fraction`` of them (a full recomputation is
+then cheaper; 0 recomputes all flows at every event).
+
+The component follows bottlenecks, not mere link sharing: every flow records the link that froze it in
+the last solve (``s_bn``; -1 at its demand or floor) and ``l_bn`` counts them per link. A starting flow,
+or the flows bottlenecked on a finished flow's links, seed it; a flow joins when its bottleneck is on a
+member's path. Members are solved under the capacity that the others leave them; an outsider that the
+solve shows must give way (it sends more than a member bottlenecked on a link they share, or the
+members' floors do not fit beside it) joins, and the component is solved again. The result is the
+max-min allocation of all flows (each flow at its demand or floor, or with a saturated link where no
+flow that could give way sends more), to rounding (``_EPS``); tests compare it with full recomputation.
 
 All state lives in arrays owned by :class:`netscaffold.backends.sim.state.SimState`; the parameter names of
 :func:`run` are its attribute names, so the call is built from the signature. ``run`` returns a status:
@@ -46,7 +55,9 @@ C_PARTIAL = 8
 C_FULL = 9
 C_STARTED = 10
 C_DONE = 11
-N_COUNTERS = 12
+C_SOLVED = 12  # flows re-rated, summed over recomputations (partial and full)
+C_ROUNDS = 13  # partial solves, counting the re-solves after a component grew
+N_COUNTERS = 14
 # clock values (float64 array ``clk``)
 K_ORIGIN = 0
 K_TICK_S = 1
@@ -140,46 +151,198 @@ def _close_groups(
         g_car_bits[g] = 0.0
 
 
+# Relative slack for comparing rates computed by different solves (rounding, never a modelling choice).
+_EPS = 1e-12
+
+
+@nb.njit(cache=True, inline="always")
+def _take_bottlenecked(
+    link: int, n: int, sepoch: int, hops_h: int, s_bn: IA, e_next: IA, l_head: IA, w_comp: IA, w_smark: IA
+) -> int:
+    """Add the flows whose bottleneck is ``link`` and that are not in the component yet; returns the size."""
+    node = l_head[link]
+    while node >= 0:
+        other = node // hops_h
+        if s_bn[other] == link and w_smark[other] != sepoch:
+            w_smark[other] = sepoch
+            w_comp[n] = other
+            n += 1
+        node = e_next[node]
+    return n
+
+
 @nb.njit(cache=True, inline="always")
 def _component(
-    nseed: int,
-    cnt: IA,
-    clk: FA,
+    i: int,
+    n: int,
+    sepoch: int,
+    limit: int,
     hops_h: int,
     s_path: IA,
+    s_bn: IA,
     k_off: IA,
     k_links: IA,
+    l_bn: IA,
     e_next: IA,
     l_head: IA,
     w_comp: IA,
     w_smark: IA,
     w_lmark: IA,
 ) -> int:
-    """Grow ``w_comp[:nseed]`` (already marked) to every flow sharing links with it, transitively.
-    Returns the size, or -1 past the hybrid threshold (then recompute all active flows)."""
-    epoch = cnt[C_EPOCH]
-    limit = max(8, int(clk[K_HYBRID] * cnt[C_ACTIVE]))
-    n = nseed
-    i = 0
+    """Grow the component ``w_comp[:n]`` (members marked ``sepoch``), scanning from member ``i``: a flow
+    whose bottleneck link a member crosses joins. Returns the size, or -1 past ``limit`` (then all active
+    flows are recomputed).
+
+    Why that suffices: a flow keeps its max-min rate while its bottleneck (a saturated link where no
+    flow that could give way sends more) is unchanged, and only members change rates. The members are
+    solved under the capacity the others leave; when that solve makes a member's bottleneck a link where
+    an outsider sends more, the outsider joins and the component is solved again
+    (:func:`_outsiders_to_yield`), so the result is the max-min allocation of all flows."""
     while i < n:
         p = s_path[w_comp[i]]
         i += 1
         for e in range(k_off[p], k_off[p + 1]):
             link = k_links[e]
-            if w_lmark[link] == epoch:
+            if w_lmark[link] == sepoch or l_bn[link] == 0:
                 continue
-            w_lmark[link] = epoch
-            node = l_head[link]
-            while node >= 0:
-                other = node // hops_h
-                if w_smark[other] != epoch:
-                    w_smark[other] = epoch
-                    w_comp[n] = other
-                    n += 1
-                    if n > limit:
-                        return -1
-                node = e_next[node]
+            w_lmark[link] = sepoch
+            n = _take_bottlenecked(link, n, sepoch, hops_h, s_bn, e_next, l_head, w_comp, w_smark)
+            if n > limit:
+                return -1
     return n
+
+
+@nb.njit(cache=True, inline="always")
+def _floor_of(s: int, s_flow: IA, s_group: IA, f_dem_bps: FA, g_rate: FA, g_n: IA) -> float:
+    """The guaranteed rate of the flow in slot ``s``: its share of its reservation, at most its demand."""
+    g = s_group[s]
+    return min(f_dem_bps[s_flow[s]], g_rate[g] / g_n[g]) if g >= 0 else 0.0
+
+
+@nb.njit(cache=True, inline="always")
+def _residual(
+    n: int,
+    sepoch: int,
+    lepoch: int,
+    hops_h: int,
+    s_path: IA,
+    s_rate: FA,
+    k_off: IA,
+    k_links: IA,
+    l_cap: FA,
+    e_next: IA,
+    l_head: IA,
+    mm_floor: FA,
+    w_comp: IA,
+    w_smark: IA,
+    w_cmark: IA,
+    w_links: IA,
+    w_cap: FA,
+    w_out: FA,
+    w_new: FA,
+) -> int:
+    """For every link the component crosses (listed in ``w_links``; returns their count): the rate of
+    the flows outside the component (``w_out``: they keep it), the capacity left to the component
+    (``w_cap``) and the sum of the members' floors (in ``w_new``, until the solve)."""
+    nl = 0
+    for j in range(n):
+        p = s_path[w_comp[j]]
+        for e in range(k_off[p], k_off[p + 1]):
+            link = k_links[e]
+            if w_cmark[link] != lepoch:
+                w_cmark[link] = lepoch
+                w_links[nl] = link
+                nl += 1
+                outside = 0.0
+                node = l_head[link]
+                while node >= 0:
+                    other = node // hops_h
+                    if w_smark[other] != sepoch:
+                        outside += s_rate[other]
+                    node = e_next[node]
+                w_out[link] = outside
+                w_cap[link] = max(l_cap[link] - outside, 0.0)
+                w_new[link] = 0.0
+            w_new[link] += mm_floor[j]
+    return nl
+
+
+@nb.njit(cache=True, inline="always")
+def _outsiders_to_yield(
+    n: int,
+    nl: int,
+    sepoch: int,
+    hops_h: int,
+    after_solve: bool,
+    s_flow: IA,
+    s_rate: FA,
+    s_group: IA,
+    f_dem_bps: FA,
+    g_rate: FA,
+    g_n: IA,
+    e_next: IA,
+    l_head: IA,
+    mm_rate: FA,
+    mm_bn: IA,
+    w_comp: IA,
+    w_smark: IA,
+    w_links: IA,
+    w_cap: FA,
+    w_out: FA,
+    w_new: FA,
+) -> int:
+    """Add to the component the outsiders that must give way; returns the new size (``n``: none).
+
+    Before the solve (``after_solve`` false, ``w_new`` holding the members' floors): on a link where the
+    floors exceed what outsiders leave, every outsider above its own floor. After it: on a link that is
+    a member's bottleneck, every outsider above its floor that sends more than that member (the member
+    could take from it: not max-min). ``w_new`` then holds the lowest such member rate per link."""
+    if after_solve:
+        for i in range(nl):
+            w_new[w_links[i]] = np.inf
+        for j in range(n):
+            if mm_bn[j] >= 0:
+                w_new[mm_bn[j]] = min(w_new[mm_bn[j]], mm_rate[j])
+    grown = n
+    for i in range(nl):
+        link = w_links[i]
+        if w_out[link] <= 0.0:
+            continue
+        if after_solve:
+            bar = w_new[link] * (1.0 + _EPS)
+        elif w_new[link] > w_cap[link] * (1.0 + _EPS):
+            bar = 0.0
+        else:
+            continue
+        node = l_head[link]
+        while node >= 0:
+            other = node // hops_h
+            rate = s_rate[other]
+            if (
+                w_smark[other] != sepoch
+                and rate > bar
+                and rate > _floor_of(other, s_flow, s_group, f_dem_bps, g_rate, g_n) * (1.0 + _EPS)
+            ):
+                w_smark[other] = sepoch
+                w_comp[grown] = other
+                grown += 1
+            node = e_next[node]
+    return grown
+
+
+@nb.njit(cache=True, inline="always")
+def _set_bottlenecks(nc: int, w_comp: IA, mm_bn: IA, s_bn: IA, l_bn: IA) -> None:
+    """Record each re-rated flow's bottleneck link (-1: at its demand or floor) and count them per link."""
+    for j in range(nc):
+        s = w_comp[j]
+        old = s_bn[s]
+        new = mm_bn[j]
+        if old != new:
+            if old >= 0:
+                l_bn[old] -= 1
+            if new >= 0:
+                l_bn[new] += 1
+            s_bn[s] = new
 
 
 @nb.njit(cache=True, inline="always")
@@ -303,6 +466,15 @@ RATE_FIELDS = (
     "lk_flows",
     "ev_order",
     "lk_size",
+    "w_cmark",
+    "w_links",
+    "w_cap",
+    "w_out",
+    "w_new",
+    "mm_bn",
+    "mm_capl",
+    "s_bn",
+    "l_bn",
 )
 RateState = tuple[Any, ...]
 Packed = tuple[Any, ...]  # arrays packed for an inlined helper (more than 30 arguments are a *args call)
@@ -368,58 +540,106 @@ def _recompute(nseed: int, t: float, cnt: IA, clk: FA, hops_h: int, rs: RateStat
         lk_flows,
         ev_order,
         lk_size,
+        w_cmark,
+        w_links,
+        w_cap,
+        w_out,
+        w_new,
+        mm_bn,
+        mm_capl,
+        s_bn,
+        l_bn,
     ) = rs
-    nc = -1
-    if nseed >= 0:
-        nc = _component(
-            nseed, cnt, clk, hops_h, s_path, k_off, k_links, e_next, l_head, w_comp, w_smark, w_lmark
+    sepoch = cnt[C_EPOCH]  # members of the component are marked with it (by _start / _complete)
+    limit = max(8, int(clk[K_HYBRID] * cnt[C_ACTIVE]))
+    full = nseed < 0 or clk[K_HYBRID] <= 0.0
+    nc = nseed
+    scanned = 0
+    while True:  # solve the component; grow it and solve again while outsiders must give way
+        if not full:
+            grown = _component(
+                scanned, nc, sepoch, limit, hops_h, s_path, s_bn, k_off, k_links, l_bn, e_next, l_head,
+                w_comp, w_smark, w_lmark,
+            )  # fmt: skip
+            full = grown < 0
+            nc = grown
+        if full:
+            nc = cnt[C_ACTIVE]
+            w_comp[:nc] = a_list[:nc]
+        if nc == 0:
+            return
+        for j in range(nc):
+            s = w_comp[j]
+            mm_path[j] = s_path[s]
+            mm_dem[j] = f_dem_bps[s_flow[s]]
+            mm_floor[j] = _floor_of(s, s_flow, s_group, f_dem_bps, g_rate, g_n)
+        cap = l_cap
+        nl = 0
+        if not full:
+            cnt[C_EPOCH] += 1
+            nl = _residual(
+                nc, sepoch, cnt[C_EPOCH], hops_h, s_path, s_rate, k_off, k_links, l_cap, e_next, l_head,
+                mm_floor, w_comp, w_smark, w_cmark, w_links, w_cap, w_out, w_new,
+            )  # fmt: skip
+            cap = w_cap
+            grown = _outsiders_to_yield(
+                nc, nl, sepoch, hops_h, False, s_flow, s_rate, s_group, f_dem_bps, g_rate, g_n, e_next,
+                l_head, mm_rate, mm_bn, w_comp, w_smark, w_links, w_cap, w_out, w_new,
+            )  # fmt: skip
+            if grown > nc:  # the members' floors do not fit beside the outsiders: widen first
+                full = grown > limit
+                scanned = nc
+                nc = grown
+                continue
+        cnt[C_EPOCH] += 1
+        max_min(
+            nc,
+            mm_path,
+            mm_floor,
+            mm_dem,
+            k_off,
+            k_links,
+            cap,
+            mm_rate,
+            mm_state,
+            mm_bn,
+            mm_capl,
+            ev_lev,
+            ev_j,
+            ev_kind,
+            lk_base,
+            lk_n,
+            lk_key,
+            lk_heap,
+            lk_pos,
+            lk_zero,
+            lk_id,
+            lk_touched,
+            lk_mark,
+            lk_cnt,
+            lk_start,
+            lk_fill,
+            lk_flows,
+            ev_order,
+            lk_size,
+            cnt[C_EPOCH],
         )
-    if nc < 0:
-        nc = cnt[C_ACTIVE]
-        w_comp[:nc] = a_list[:nc]
-        cnt[C_FULL] += 1
-    else:
-        cnt[C_PARTIAL] += 1
-    if nc == 0:
-        return
-    for j in range(nc):
-        s = w_comp[j]
-        demand = f_dem_bps[s_flow[s]]
-        mm_path[j] = s_path[s]
-        mm_dem[j] = demand
-        g = s_group[s]
-        mm_floor[j] = min(demand, g_rate[g] / g_n[g]) if g >= 0 else 0.0
-    cnt[C_EPOCH] += 1
-    max_min(
-        nc,
-        mm_path,
-        mm_floor,
-        mm_dem,
-        k_off,
-        k_links,
-        l_cap,
-        mm_rate,
-        mm_state,
-        ev_lev,
-        ev_j,
-        ev_kind,
-        lk_base,
-        lk_n,
-        lk_key,
-        lk_heap,
-        lk_pos,
-        lk_zero,
-        lk_id,
-        lk_touched,
-        lk_mark,
-        lk_cnt,
-        lk_start,
-        lk_fill,
-        lk_flows,
-        ev_order,
-        lk_size,
-        cnt[C_EPOCH],
-    )
+        cnt[C_SOLVED] += nc
+        if full:
+            cnt[C_FULL] += 1
+            break
+        cnt[C_ROUNDS] += 1
+        grown = _outsiders_to_yield(
+            nc, nl, sepoch, hops_h, True, s_flow, s_rate, s_group, f_dem_bps, g_rate, g_n, e_next, l_head,
+            mm_rate, mm_bn, w_comp, w_smark, w_links, w_cap, w_out, w_new,
+        )  # fmt: skip
+        if grown == nc:
+            cnt[C_PARTIAL] += 1
+            break
+        full = grown > limit
+        scanned = nc
+        nc = grown
+    _set_bottlenecks(nc, w_comp, mm_bn, s_bn, l_bn)
     _apply_rates(
         nc,
         t,
@@ -563,6 +783,8 @@ def _complete(s: int, t: float, cnt: IA, hops_h: int, cs: Packed) -> int:
         r_active,
         r_idle_s,
         free,
+        s_bn,
+        l_bn,
     ) = cs
     heap.remove(h_heap, h_pos, h_size, h_t, h_kind, s_flow, s)
     flow = s_flow[s]
@@ -583,6 +805,9 @@ def _complete(s: int, t: float, cnt: IA, hops_h: int, cs: Packed) -> int:
         g_sum[g] -= rate
         g_n[g] -= 1
     _link_remove(s, hops_h, p, k_off, k_links, e_next, e_prev, l_head)
+    if s_bn[s] >= 0:
+        l_bn[s_bn[s]] -= 1
+        s_bn[s] = -1
     last = a_list[cnt[C_ACTIVE] - 1]
     a_list[a_pos[s]] = last
     a_pos[last] = a_pos[s]
@@ -599,16 +824,10 @@ def _complete(s: int, t: float, cnt: IA, hops_h: int, cs: Packed) -> int:
     cnt[C_EVENTS] += 1
     cnt[C_DONE] += 1
     cnt[C_EPOCH] += 1
-    n = 0
+    n = 0  # the flows bottlenecked on its links may speed up: the others keep their bottlenecks
     for e in range(k_off[p], k_off[p + 1]):
-        node = l_head[k_links[e]]
-        while node >= 0:
-            other = node // hops_h
-            if w_smark[other] != cnt[C_EPOCH]:
-                w_smark[other] = cnt[C_EPOCH]
-                w_comp[n] = other
-                n += 1
-            node = e_next[node]
+        if l_bn[k_links[e]] > 0:
+            n = _take_bottlenecked(k_links[e], n, cnt[C_EPOCH], hops_h, s_bn, e_next, l_head, w_comp, w_smark)
     return n
 
 
@@ -880,6 +1099,8 @@ def run(
     h_size: IA,
     w_comp: IA,
     w_smark: IA,
+    s_bn: IA,
+    l_bn: IA,
     o_delay_s: FA,
     o_done_s: FA,
     o_hit: BA,
@@ -969,6 +1190,8 @@ def run(
         r_active,
         r_idle_s,
         free,
+        s_bn,
+        l_bn,
     )  # _complete's
     ar = (
         f_mask,

@@ -27,6 +27,7 @@ FloatArray = npt.NDArray[np.float64]
 FLOORED = 0  # sending its floor, waiting for the level to reach it
 RIDING = 1  # sending the level T
 FROZEN = 2
+_INSERTION_MAX = 24
 
 
 @nb.njit(cache=True, inline="always")
@@ -89,6 +90,8 @@ def _init_flows(
     lk_cnt: IntArray,
     mm_rate: FloatArray,
     mm_state: IntArray,
+    mm_bn: IntArray,
+    mm_capl: IntArray,
     ev_lev: FloatArray,
     ev_j: IntArray,
     ev_kind: IntArray,
@@ -104,10 +107,15 @@ def _init_flows(
         p = mm_path[j]
         floor = mm_floor[j]
         demand = mm_dem[j]
+        capl = -1  # the link that caps the demand (-1: the flow's own demand)
         for e in range(k_off[p], k_off[p + 1]):
-            if lk_cnt[k_links[e]] == 1:  # a link only j crosses: just a cap on j (never in the heap)
-                demand = min(demand, l_cap[k_links[e]])
+            link = k_links[e]
+            if lk_cnt[link] == 1 and l_cap[link] < demand:  # a link only j crosses: a cap on j
+                demand = l_cap[link]
+                capl = link
         mm_dem[j] = demand
+        mm_capl[j] = capl
+        mm_bn[j] = capl
         mm_rate[j] = 0.0
         if k_off[p] == k_off[p + 1] or demand <= floor:
             mm_rate[j] = demand if k_off[p] == k_off[p + 1] else floor
@@ -133,6 +141,22 @@ def _init_flows(
             ev_kind[ne] = 1
             ne += 1
     return ne
+
+
+@nb.njit(cache=True, inline="always")
+def _order_levels(ne: int, ev_lev: FloatArray, ev_order: IntArray) -> None:
+    """``ev_order[:ne]``: the indices of ``ev_lev[:ne]`` by level, ties by index (a stable sort). Small
+    sets (most components) by insertion in place; larger ones by numpy's merge sort (it allocates)."""
+    if ne > _INSERTION_MAX:
+        ev_order[:ne] = np.argsort(ev_lev[:ne], kind="mergesort")
+        return
+    for i in range(ne):
+        level = ev_lev[i]
+        k = i
+        while k > 0 and ev_lev[ev_order[k - 1]] > level:
+            ev_order[k] = ev_order[k - 1]
+            k -= 1
+        ev_order[k] = i
 
 
 @nb.njit(cache=True, inline="always")
@@ -212,6 +236,8 @@ def max_min(  # noqa: C901, PLR0912  (one event loop: split, it would pass 25 ar
     l_cap: FloatArray,
     mm_rate: FloatArray,
     mm_state: IntArray,
+    mm_bn: IntArray,
+    mm_capl: IntArray,
     ev_lev: FloatArray,
     ev_j: IntArray,
     ev_kind: IntArray,
@@ -232,7 +258,8 @@ def max_min(  # noqa: C901, PLR0912  (one event loop: split, it would pass 25 ar
     lk_size: IntArray,
     epoch: int,
 ) -> None:
-    """Write into ``mm_rate[:nc]`` the max-min fair rates of flows ``j`` on paths ``mm_path[j]``."""
+    """Write into ``mm_rate[:nc]`` the max-min fair rates of flows ``j`` on paths ``mm_path[j]``, and into
+    ``mm_bn[:nc]`` the link that froze each (its bottleneck; -1 for a flow at its demand or floor)."""
     nt = _touch_links(
         nc,
         mm_path,
@@ -261,6 +288,8 @@ def max_min(  # noqa: C901, PLR0912  (one event loop: split, it would pass 25 ar
         lk_cnt,
         mm_rate,
         mm_state,
+        mm_bn,
+        mm_capl,
         ev_lev,
         ev_j,
         ev_kind,
@@ -268,10 +297,7 @@ def max_min(  # noqa: C901, PLR0912  (one event loop: split, it would pass 25 ar
         lk_n,
     )
     nt = _shared_links(nt, lk_touched, lk_cnt)
-    if ne > 1:
-        ev_order[:ne] = np.argsort(ev_lev[:ne], kind="mergesort")
-    elif ne == 1:
-        ev_order[0] = 0
+    _order_levels(ne, ev_lev, ev_order)
     lk_size[0] = nt
     _heapify(nt, lk_touched, lk_base, lk_n, lk_key, lk_heap, lk_pos, lk_zero, lk_id)
     level = 0.0
@@ -290,8 +316,10 @@ def max_min(  # noqa: C901, PLR0912  (one event loop: split, it would pass 25 ar
                 if mm_state[j] == FLOORED:
                     mm_rate[j] = mm_floor[j]
                     mm_state[j] = FROZEN
+                    mm_bn[j] = link
                 elif mm_state[j] == RIDING:
                     _settle(j, level, mm_path, k_off, k_links, mm_rate, mm_state, lk_base, lk_n)
+                    mm_bn[j] = link
             continue
         j = ev_j[ev_order[ptr]]
         kind = ev_kind[ev_order[ptr]]
@@ -301,6 +329,7 @@ def max_min(  # noqa: C901, PLR0912  (one event loop: split, it would pass 25 ar
             continue
         if kind == 1:
             _settle(j, mm_dem[j], mm_path, k_off, k_links, mm_rate, mm_state, lk_base, lk_n)
+            mm_bn[j] = mm_capl[j]
             continue
         mm_state[j] = RIDING  # its floor reached: the only change that can lower a link's level
         p = mm_path[j]
@@ -349,6 +378,8 @@ class Workspace:
         self.mm_dem = np.zeros(flows)
         self.mm_rate = np.zeros(flows)
         self.mm_state = np.zeros(flows, dtype=np.int64)
+        self.mm_bn = np.full(flows, -1, dtype=np.int64)
+        self.mm_capl = np.full(flows, -1, dtype=np.int64)
         self.ev_lev = np.zeros(2 * flows)
         self.ev_j = np.zeros(2 * flows, dtype=np.int64)
         self.ev_kind = np.zeros(2 * flows, dtype=np.int64)
@@ -397,6 +428,8 @@ def max_min_rates(
         cap,
         ws.mm_rate,
         ws.mm_state,
+        ws.mm_bn,
+        ws.mm_capl,
         ws.ev_lev,
         ws.ev_j,
         ws.ev_kind,

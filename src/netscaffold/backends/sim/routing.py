@@ -39,10 +39,13 @@ class PathTable:
     _ids: dict[NodePath, int] = field(default_factory=dict)
     _links: list[list[int]] = field(default_factory=list)
     _firewalls: list[int] = field(default_factory=list)
+    _firewall_nodes: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.link_keys = tuple(sorted(self.topology.links))
         self.link_index = {key: i for i, key in enumerate(self.link_keys)}
+        nodes = self.topology.nodes.items()
+        self._firewall_nodes = frozenset(n for n, node in nodes if node.kind is NodeKind.FIREWALL)
 
     def intern(self, path: NodePath) -> int:
         """The id of ``path``; a hop that is not a link raises :class:`TopologyError` naming it."""
@@ -55,8 +58,7 @@ class PathTable:
             if index is None:
                 raise TopologyError(f"path {list(path)} uses a missing link", element=f"link {a}->{b}")
             links.append(index)
-        nodes = self.topology.nodes
-        firewalls = sum(1 for n in path if n in nodes and nodes[n].kind is NodeKind.FIREWALL)
+        firewalls = sum(1 for n in path if n in self._firewall_nodes) if self._firewall_nodes else 0
         new_id = len(self.paths)
         self._ids[path] = new_id
         self.paths.append(path)
@@ -92,6 +94,7 @@ class EcmpTable:
             self._succ[a].append((b, link.cost))
             self._pred[b].append((a, link.cost))
         self._dist: dict[str, dict[str, float]] = {}
+        self._tails: dict[str, dict[str, list[NodePath]]] = {}  # per destination: paths from a node
 
     def _distances_to(self, dst: str) -> dict[str, float]:
         cached = self._dist.get(dst)
@@ -119,26 +122,32 @@ class EcmpTable:
         dist = self._distances_to(dst)
         if src not in dist:
             raise TopologyError(f"no path from {src!r} to {dst!r}", element=f"pair {src}->{dst}")
-        out: list[NodePath] = []
-        self._walk(src, dst, dist, [src], out)
-        return out
+        return list(self._paths_from(src, dst, dist, self._tails.setdefault(dst, {})))
 
-    def _walk(
-        self, node: str, dst: str, dist: dict[str, float], prefix: list[str], out: list[NodePath]
-    ) -> None:
+    def _paths_from(
+        self, node: str, dst: str, dist: dict[str, float], tails: dict[str, list[NodePath]]
+    ) -> list[NodePath]:
+        """The first ``max_ecmp`` least-cost paths from ``node`` in depth-first order (successors in
+        sorted order), memoised per destination: the sources of one destination share their tails."""
+        found = tails.get(node)
+        if found is not None:
+            return found
+        out: list[NodePath] = []
         if node == dst:
-            out.append(tuple(prefix))
-            return
+            out.append((dst,))
         here = dist[node]
-        for nxt, cost in self._succ[node]:
-            if len(out) >= self.max_ecmp:
-                return
+        for nxt, cost in self._succ[node] if node != dst else ():
             there = dist.get(nxt)
             if there is None or abs(cost + there - here) > _COST_TOLERANCE * max(1.0, here):
                 continue
-            prefix.append(nxt)
-            self._walk(nxt, dst, dist, prefix, out)
-            prefix.pop()
+            for tail in self._paths_from(nxt, dst, dist, tails):
+                if len(out) >= self.max_ecmp:
+                    break
+                out.append((node, *tail))
+            if len(out) >= self.max_ecmp:
+                break
+        tails[node] = out
+        return out
 
 
 def flow_uniforms(n_flows: int, seed: int, stream: int) -> FloatArray:

@@ -43,6 +43,7 @@ _SLOT_FIELDS: dict[str, tuple[type, float]] = {
     "h_kind": (np.int64, 0),
     "w_comp": (np.int64, -1),
     "w_smark": (np.int64, -1),
+    "s_bn": (np.int64, -1),
 }
 
 _ROW_FIELDS = ("t_load_bps", "t_reserved_bps", "t_unused_bps")
@@ -67,6 +68,7 @@ class SimState:
     h_kind: IntArray
     w_comp: IntArray
     w_smark: IntArray
+    s_bn: IntArray
     free: IntArray
     e_next: IntArray
     e_prev: IntArray
@@ -151,6 +153,12 @@ class SimState:
         self.l_used_acc = np.zeros(n_links)
         self.l_head = np.full(n_links, -1, dtype=np.int64)
         self.w_lmark = np.full(n_links, -1, dtype=np.int64)
+        self.w_cmark = np.full(n_links, -1, dtype=np.int64)
+        self.w_links = np.zeros(n_links, dtype=np.int64)
+        self.w_cap = np.zeros(n_links)  # capacity left to a component by the flows outside it
+        self.w_out = np.zeros(n_links)
+        self.w_new = np.zeros(n_links)
+        self.l_bn = np.zeros(n_links, dtype=np.int64)  # flows whose bottleneck each link is
 
     def _grow_slots(self, new_slots: int) -> None:
         old = self.slots
@@ -173,7 +181,7 @@ class SimState:
         ws = Workspace(self.slots, self.l_cap.shape[0], self.slots * self.hops_h)
         for name, value in vars(ws).items():
             setattr(self, name, value)
-        if hasattr(self, "k_off"):
+        if hasattr(self, "k_off") and self.cnt[kernel.C_ACTIVE] > 0:  # else every list is empty already
             kernel.relink(
                 self.cnt,
                 self.hops_h,
@@ -204,7 +212,7 @@ class SimState:
     def set_readiness(self, ready: Readiness, now_s: float) -> None:
         """Install new candidates and reservation groups; re-rate the active flows if floors changed."""
         had_groups = hasattr(self, "g_path") and bool(self.g_path.shape[0] > 0)
-        if hasattr(self, "g_path"):
+        if had_groups:  # (each kernel entry point called costs a cache load at start-up: only when needed)
             kernel.settle_groups(
                 now_s,
                 self.g_path,
@@ -233,6 +241,8 @@ class SimState:
         self.g_res_bits = np.zeros(n_groups)  # this tick: reserved bits and bits carried by the flows
         self.g_car_bits = np.zeros(n_groups)
         self.repack_paths()
+        if self.cnt[kernel.C_ACTIVE] == 0:
+            return  # no flow to regroup or re-rate: the fresh group arrays are already right
         kernel.regroup(
             now_s,
             self.cnt,
@@ -249,7 +259,7 @@ class SimState:
             self.g_sum,
             self.g_last,
         )
-        if (had_groups or n_groups) and self.cnt[kernel.C_ACTIVE] > 0:
+        if had_groups or n_groups:
             kernel.recompute_all(now_s, self.cnt, self.clk, self.hops_h, self._rate_args())
 
     def repack_paths(self) -> None:
