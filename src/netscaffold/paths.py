@@ -6,6 +6,7 @@ a per-link utilisation array can inflate costs so that busy links are avoided.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import zlib
 from collections.abc import Mapping
@@ -46,9 +47,15 @@ class PathFinder:
     _ecmp_cache: dict[tuple[str, str], list[Path]] = field(default_factory=dict, repr=False)
     _dist_cache: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
     _tree_cache: dict[tuple[str, str], Path] = field(default_factory=dict, repr=False)
+    _dags: dict[str, _ShortestPathDag] = field(default_factory=dict, repr=False)
+    _adjacency: dict[str, list[tuple[str, float]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._graph = self.topology.to_networkx()
+        self._adjacency = {
+            node: [(nxt, attrs.get("cost", 1)) for nxt, attrs in succ.items()]
+            for node, succ in self._graph.succ.items()
+        }
 
     def _check(self, src: str, dst: str) -> None:
         self.topology.node(src)
@@ -61,18 +68,39 @@ class PathFinder:
         cached = self._ecmp_cache.get(key)
         if cached is not None:
             return cached
-        import networkx as nx
-
         self._check(src, dst)
-        try:
-            found = itertools.islice(
-                nx.all_shortest_paths(self._graph, src, dst, weight="cost"), self.max_ecmp * 8
-            )
-            paths = sorted(tuple(p) for p in found)[: self.max_ecmp]
-        except nx.NetworkXNoPath:
-            raise TopologyError(f"no path from {src!r} to {dst!r}", element=f"pair {src}->{dst}") from None
+        dag = self._dag_from(src)
+        if dst not in dag.pred:
+            raise TopologyError(f"no path from {src!r} to {dst!r}", element=f"pair {src}->{dst}")
+        window = self.max_ecmp * 8
+        if dag.count(dst, window + 1) <= window:
+            paths = dag.first_paths(dst, self.max_ecmp)
+        else:
+            paths = self._ecmp_networkx(src, dst, window)
         self._ecmp_cache[key] = paths
         return paths
+
+    def _dag_from(self, src: str) -> _ShortestPathDag:
+        """The least-cost predecessor DAG from ``src`` (one Dijkstra serves every destination), kept for
+        the most recently used sources."""
+        dag = self._dags.pop(src, None)
+        if dag is None:
+            dag = _ShortestPathDag(src, _dijkstra_predecessors(self._adjacency, src))
+            if len(self._dags) >= _DAG_CACHE_SOURCES:
+                del self._dags[next(iter(self._dags))]
+        self._dags[src] = dag
+        return dag
+
+    def _ecmp_networkx(self, src: str, dst: str, window: int) -> list[Path]:
+        """The reference: the first ``window`` paths networkx yields, sorted (used where that order
+        matters: more least-cost paths than the window)."""
+        import networkx as nx
+
+        try:
+            found = itertools.islice(nx.all_shortest_paths(self._graph, src, dst, weight="cost"), window)
+            return sorted(tuple(p) for p in found)[: self.max_ecmp]
+        except nx.NetworkXNoPath:
+            raise TopologyError(f"no path from {src!r} to {dst!r}", element=f"pair {src}->{dst}") from None
 
     def k_shortest(
         self,
@@ -138,3 +166,67 @@ class PathFinder:
 
     def path_delay_s(self, path: Path) -> float:
         return sum(link.delay_s for link in self.topology.path_links(path))
+
+
+_DAG_CACHE_SOURCES = 64
+
+
+def _dijkstra_predecessors(
+    adjacency: Mapping[str, list[tuple[str, float]]], src: str
+) -> dict[str, list[str]]:
+    """``nx.dijkstra_predecessor_and_distance(graph, src, weight="cost")[0]``, step for step (same sums,
+    same exact-equality ties, same successor order), without networkx's per-edge call overhead."""
+    dist: dict[str, float] = {}
+    seen: dict[str, float] = {src: 0.0}
+    pred: dict[str, list[str]] = {src: []}
+    counter = itertools.count()
+    fringe: list[tuple[float, int, str]] = [(0.0, next(counter), src)]
+    while fringe:
+        d, _, node = heapq.heappop(fringe)
+        if node in dist:
+            continue
+        dist[node] = d
+        for nxt, cost in adjacency[node]:
+            nxt_dist = d + cost
+            if nxt in dist:
+                if nxt_dist == dist[nxt]:
+                    pred[nxt].append(node)
+            elif nxt not in seen or nxt_dist < seen[nxt]:
+                seen[nxt] = nxt_dist
+                heapq.heappush(fringe, (nxt_dist, next(counter), nxt))
+                pred[nxt] = [node]
+            elif nxt_dist == seen[nxt]:
+                pred[nxt].append(node)
+    return pred
+
+
+@dataclass
+class _ShortestPathDag:
+    """Least-cost paths from one source: predecessor lists, path counts and the lexicographically first
+    paths to each node (memoised: the first ``n`` paths to a node are among the first ``n`` paths to its
+    predecessors, each extended by the node)."""
+
+    src: str
+    pred: dict[str, list[str]]
+    _counts: dict[str, int] = field(default_factory=dict)
+    _first: dict[str, list[Path]] = field(default_factory=dict)
+
+    def count(self, node: str, cap: int) -> int:
+        """Least-cost paths from the source to ``node``, counted up to ``cap``."""
+        found = self._counts.get(node)
+        if found is None:
+            prevs = self.pred[node]
+            found = min(cap, sum(self.count(prev, cap) for prev in prevs)) if prevs else 1
+            self._counts[node] = found
+        return found
+
+    def first_paths(self, node: str, n: int) -> list[Path]:
+        found = self._first.get(node)
+        if found is None:
+            prevs = self.pred[node]
+            if not prevs:
+                found = [(node,)]
+            else:
+                found = sorted((*p, node) for prev in prevs for p in self.first_paths(prev, n))[:n]
+            self._first[node] = found
+        return found

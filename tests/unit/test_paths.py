@@ -3,6 +3,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.helpers.topologies import two_tier
 
 from netscaffold.errors import TopologyError
@@ -41,3 +43,59 @@ def test_unreachable_and_unknown() -> None:
         finder.ecmp("a", "c")
     with pytest.raises(TopologyError, match="unknown node"):
         finder.ecmp("a", "zz")
+
+
+def _reference_ecmp(finder: PathFinder, src: str, dst: str) -> list[tuple[str, ...]] | str:
+    """What ``ecmp`` returned before it walked one Dijkstra DAG per source: networkx per pair."""
+    try:
+        return finder._ecmp_networkx(src, dst, finder.max_ecmp * 8)
+    except TopologyError as exc:
+        return str(exc)
+
+
+def _ecmp_or_error(finder: PathFinder, src: str, dst: str) -> list[tuple[str, ...]] | str:
+    try:
+        return finder.ecmp(src, dst)
+    except TopologyError as exc:
+        return str(exc)
+
+
+def test_ecmp_matches_networkx_on_a_fat_tree() -> None:
+    topo = fat_tree(4, 1e9)
+    finder, reference = PathFinder(topo), PathFinder(topo)
+    hosts = topo.hosts()
+    for src, dst in itertools.permutations(hosts, 2):
+        assert finder.ecmp(src, dst) == _reference_ecmp(reference, src, dst)
+    # more least-cost paths than the window: the networkx order decides which are kept, as before
+    small = PathFinder(topo, max_ecmp=1)
+    assert small.ecmp(hosts[0], hosts[-1]) == _reference_ecmp(
+        PathFinder(topo, max_ecmp=1), hosts[0], hosts[-1]
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(3, 8).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            st.lists(
+                st.tuples(
+                    st.integers(0, n - 1),
+                    st.integers(0, n - 1),
+                    st.sampled_from([1.0, 2.0, 0.1, 0.2, 0.3, 0.7, 3.0]),
+                ),
+                min_size=1,
+                max_size=3 * n,
+            ),
+            st.integers(1, 3),
+        )
+    )
+)
+def test_ecmp_matches_networkx_on_random_graphs(case: tuple[int, list[tuple[int, int, float]], int]) -> None:
+    n, edges, max_ecmp = case
+    nodes = [Node(f"n{i}") for i in range(n)]
+    links = {(f"n{a}", f"n{b}"): Link(f"n{a}", f"n{b}", 1e9, cost=c) for a, b, c in edges if a != b}
+    topo = Topology.build(nodes, list(links.values()))
+    finder, reference = PathFinder(topo, max_ecmp=max_ecmp), PathFinder(topo, max_ecmp=max_ecmp)
+    for src, dst in itertools.permutations([node.id for node in nodes], 2):
+        assert _ecmp_or_error(finder, src, dst) == _reference_ecmp(reference, src, dst)

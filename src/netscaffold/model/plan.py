@@ -196,15 +196,26 @@ class Plan:
             self._check_confirmed_untouched()
         result = self.apply_to(base)
         touched = {op.item.key for op in self.ops if op.kind is not OpKind.REMOVE}
-        for op in self.ops:
-            if op.kind is not OpKind.REMOVE:
-                _check_against_topology(op.item, topology)
+        self._check_items(topology)
         _check_link_commitment(result, topology, budget, touched)
         if budget is not None:
             _check_device_slots(result, budget, touched)
         if not self.allow_confirmed_changes:
             _check_firewall_conflicts(self, result)
         return result
+
+    def check_ops(self, topology: Topology) -> None:
+        """The checks of :meth:`validate` that look at the ops alone (confirmed items untouched, items on
+        known devices and links): a planner that checks the config-wide limits itself, on what changed,
+        runs these first and the full :meth:`validate` only near a limit."""
+        if not self.allow_confirmed_changes:
+            self._check_confirmed_untouched()
+        self._check_items(topology)
+
+    def _check_items(self, topology: Topology) -> None:
+        for op in self.ops:
+            if op.kind is not OpKind.REMOVE:
+                _check_against_topology(op.item, topology)
 
     def _check_confirmed_untouched(self) -> None:
         for op in self.ops:
@@ -330,11 +341,17 @@ def _check_firewall_conflicts(plan: Plan, result: NetworkConfig) -> None:
         rule = op.item
         if op.kind is OpKind.REMOVE or not isinstance(rule, FirewallRule):
             continue
-        if rule.action != "accept" or not is_provisional(rule):
-            continue
-        for drop in drops.get(rule.device, ()):
-            if _covers(drop.match, rule.match):
-                raise PlanError(
-                    f"conflicts with {drop.origin.value} rule: {drop.describe()}",
-                    element=rule.describe(),
-                )
+        drop = firewall_conflict(rule, drops.get(rule.device, ()))
+        if drop is not None:
+            raise PlanError(
+                f"conflicts with {drop.origin.value} rule: {drop.describe()}",
+                element=rule.describe(),
+            )
+
+
+def firewall_conflict(rule: FirewallRule, drops: Iterable[FirewallRule]) -> FirewallRule | None:
+    """The first of ``drops`` (confirmed / static drop rules on the rule's device) that covers the
+    provisional accept ``rule``, if any."""
+    if rule.action != "accept" or not is_provisional(rule):
+        return None
+    return next((drop for drop in drops if _covers(drop.match, rule.match)), None)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from netscaffold.model.config import (
     FirewallRule,
     FlowMatch,
+    NextHop,
     Origin,
     Reservation,
     VirtualCircuit,
@@ -61,10 +61,12 @@ def permits(
 
 def route_contributions(paths: Iterable[tuple[Path, float]], weight: float) -> dict[str, dict[str, float]]:
     """Per device on the paths (all but the last node): next hop -> probability mass x ``weight``."""
-    out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    out: dict[str, dict[str, float]] = {}
     for path, probability in paths:
+        mass = probability * weight
         for here, nxt in itertools.pairwise(path):
-            out[here][nxt] += probability * weight
+            hops = out.setdefault(here, {})
+            hops[nxt] = hops.get(nxt, 0.0) + mass
     return out
 
 
@@ -74,3 +76,14 @@ def reservation(key: str, path: Path, rate_bps: float, expires_at: float) -> Res
 
 def circuit(key: str, path: Path, rate_bps: float, expires_at: float) -> VirtualCircuit:
     return VirtualCircuit(circuit_id(key), key, path, rate_bps, Origin.PREDICTED, expires_at)
+
+
+def quantised(hops: Mapping[str, float], resolution: int) -> tuple[NextHop, ...]:
+    """Weights rounded to 1/resolution (at least one unit each) so small forecast wobbles cause no churn."""
+    total = sum(hops.values())
+    ordered = sorted(hops.items(), key=lambda kv: (-kv[1], kv[0]))
+    units = [max(1, round(mass / total * resolution)) for _, mass in ordered]
+    while sum(units) > resolution and max(units) > 1:
+        units[units.index(max(units))] -= 1
+    scale = sum(units)
+    return tuple(NextHop(via, u / scale) for (via, _), u in zip(ordered, units, strict=True))

@@ -5,6 +5,10 @@ net benefit = P(active within the horizon) x setup delay saved - (table entries 
 bit-seconds x bandwidth cost), then admitted greedily, best first, while the provisional budget (slots per
 device, share of each link) holds. What is not admitted is not in the desired config, so the lowest-benefit
 provisional entries are the ones evicted; confirmed and static items are never touched.
+
+The first plan (and any plan the tick memo cannot follow, see :mod:`netscaffold.scaffold.incremental`)
+is computed from scratch; later ticks re-price only the pairs whose forecast changed and rebuild only the
+items those pairs, expiring renewals and changes in the current config touch. Both give the same plan.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from netscaffold.model.config import (
     ConfigItem,
     ItemKey,
     NetworkConfig,
-    NextHop,
     Origin,
     Reservation,
     Route,
@@ -34,24 +37,24 @@ from netscaffold.model.qos import QosPolicy
 from netscaffold.model.topology import Endpoint, LinkKey, Topology
 from netscaffold.paths import PathFinder
 from netscaffold.scaffold import items as mk
+from netscaffold.scaffold.incremental import (
+    NO_PATH,
+    NOT_LIKELY,
+    NOT_WORTH,
+    PLACED,
+    UNPLACED,
+    Candidate,
+    IntArray,
+    PairInputs,
+    PairTable,
+    TickMemo,
+    skip_counts,
+)
 from netscaffold.scaffold.policy import LinearSetupCost, ScaffoldPolicy, SetupCostModel
 
 log = logging.getLogger(__name__)
 Path = tuple[str, ...]
 MIN_RESERVATION_BPS = 1e3
-
-
-@dataclass
-class _Candidate:
-    src: Endpoint
-    dst: Endpoint
-    probability: float
-    paths: list[tuple[Path, float]]
-    rate_bps: float
-    items: list[ConfigItem]
-    routes: dict[str, dict[str, float]]
-    destination: str
-    net_benefit_s: float
 
 
 @dataclass(frozen=True)
@@ -84,12 +87,23 @@ class Scaffolder:
         policy: ScaffoldPolicy | None = None,
         cost_model: SetupCostModel | None = None,
         path_finder: PathFinder | None = None,
+        *,
+        incremental: bool = True,
     ) -> None:
+        """``incremental=False`` plans every tick from scratch (the reference the tick memo is tested
+        against)."""
         self.topology = topology
         self.qos = qos or QosPolicy()
         self.policy = policy or ScaffoldPolicy()
         self.cost_model = cost_model or LinearSetupCost()
         self.paths = path_finder or PathFinder(topology)
+        self.incremental = incremental
+        self._table: PairTable | None = None
+        self._settings: tuple[object, ...] | None = None
+        self._default_paths: dict[tuple[str, str], list[tuple[Path, float]]] = {}
+        self._memo: TickMemo | None = None
+        self.incremental_ticks = 0
+        """How many plans the tick memo answered (the others were planned from scratch)."""
 
     # -- public ----------------------------------------------------------------------------------
     def plan(
@@ -104,19 +118,47 @@ class Scaffolder:
         ``suppressed`` maps pairs to a time before which they are not scaffolded (the refiner's verdict on
         scaffolding that went unused).
         """
-        horizon_s = predicted.horizon * predicted.step_s
+        memo, self._memo = self._memo, None  # dropped if anything below raises
+        settings = (self.topology, self.qos, self.policy, self.cost_model, self.paths)
+        if self._settings is None or any(a is not b for a, b in zip(settings, self._settings, strict=True)):
+            # reassigned since the last plan: nothing cached from the old settings holds
+            self._settings, self._table, memo = settings, None, None
+            self._default_paths = {}
+        table = self._pair_table(predicted)
+        inputs = PairInputs.of(table, predicted)
+        if memo is not None:
+            outcome = memo.replan(self, inputs, current, now_s, suppressed or {})
+            if outcome is not None:
+                self._memo = memo
+                self.incremental_ticks += 1
+                return outcome
+        result, memo = self._plan_full(inputs, current, now_s, suppressed)
+        self._memo = memo
+        return result
+
+    # -- from scratch ----------------------------------------------------------------------------
+    def _plan_full(
+        self,
+        inputs: PairInputs,
+        current: NetworkConfig,
+        now_s: float,
+        suppressed: Mapping[tuple[str, str], float] | None,
+    ) -> tuple[ScaffoldResult, TickMemo | None]:
+        horizon_s = inputs.horizon_s
         expires_at = now_s + horizon_s + self.policy.ttl_margin_s
         fixed = {k: v for k, v in current.items.items() if v.origin is not Origin.PREDICTED}
-        skipped: dict[str, int] = defaultdict(int)
-        candidates = self._candidates(predicted, fixed, horizon_s, expires_at, skipped)
+        status, candidates = self._candidates(inputs, fixed, expires_at)
+        skipped: dict[str, int] = defaultdict(int, skip_counts(status))
         if suppressed:
             kept = [c for c in candidates if suppressed.get((c.src.id, c.dst.id), -math.inf) <= now_s]
             if len(kept) < len(candidates):
                 skipped["suppressed by the refiner"] += len(candidates) - len(kept)
-            candidates = kept
+            eligible = kept
+        else:
+            eligible = candidates
         ledger = self._ledger(fixed)
-        admitted: list[_Candidate] = []
-        for cand in sorted(candidates, key=lambda c: (-c.net_benefit_s, c.src.id, c.dst.id)):
+        admitted: list[Candidate] = []
+        for cand in sorted(eligible, key=Candidate.order):
             reason = self._admit(cand, ledger)
             if reason is None:
                 admitted.append(cand)
@@ -124,89 +166,100 @@ class Scaffolder:
                 skipped[reason] += 1
         desired_items: dict[ItemKey, ConfigItem] = dict(fixed)
         for item in self._materialise(admitted, fixed, expires_at):
-            desired_items[item.key] = self._keep_if_close(current.items.get(item.key), item, now_s, horizon_s)
+            desired_items[item.key] = self.keep_if_close(current.items.get(item.key), item, now_s, horizon_s)
         desired = NetworkConfig(desired_items)
         plan = Plan.between(current, desired)
         plan.validate(self.topology, self.policy.budget, current)
-        return ScaffoldResult(
+        result = ScaffoldResult(
             plan=plan,
             desired=desired,
             admitted_pairs=len(admitted),
-            candidate_pairs=len(candidates),
+            candidate_pairs=len(eligible),
             occupancy=provisional_entries_per_device(desired),
             skipped=dict(skipped),
         )
+        if not self.incremental:
+            return result, None
+        memo = TickMemo.build(
+            self,
+            inputs=inputs,
+            status=status,
+            candidates=candidates,
+            eligible=eligible,
+            admitted=admitted,
+            desired=desired_items,
+        )
+        return result, memo
+
+    def _pair_table(self, predicted: PredictedGraph) -> PairTable:
+        table = self._table
+        if table is None or not table.fits(predicted):
+            table = PairTable.of(self, predicted)
+            self._table = table
+        return table
 
     # -- candidates ------------------------------------------------------------------------------
     def _candidates(
-        self,
-        predicted: PredictedGraph,
-        fixed: Mapping[ItemKey, ConfigItem],
-        horizon_s: float,
-        expires_at: float,
-        skipped: dict[str, int],
-    ) -> list[_Candidate]:
-        p_any = predicted.any_activity()
-        placed: list[tuple[int, Endpoint, Endpoint, float]] = []
-        for index, (src_id, dst_id) in enumerate(predicted.pairs):
-            src = self.topology.endpoints.get(src_id)
-            dst = self.topology.endpoints.get(dst_id)
-            if src is None or dst is None or src.host == dst.host:
-                skipped["unplaced or local pair"] += 1
-                continue
-            qos = self.qos.lookup(src.app_name, dst.app_name)
-            probability = float(p_any[index])
-            if probability > 0.0 and probability >= self.policy.risk(qos.name).min_probability:
-                placed.append((index, src, dst, probability))
-        pinned = self._pinned_destinations(placed)
-        out: list[_Candidate] = []
-        for index, src, dst, probability in placed:
-            risk = self.policy.risk(self.qos.lookup(src.app_name, dst.app_name).name)
-            if dst.id in pinned:
-                paths = [(self.paths.tree_path(src.host, dst.host), 1.0)]
-            else:
-                paths = self._pair_paths(predicted, index, src.host, dst.host)
-            q_index = _nearest_quantile(predicted.quantile_levels, risk.reserve_quantile)
-            forecast_bps = float(np.max(predicted.bandwidth_bps[:, index, q_index]))
-            cand = self._candidate(
-                src,
-                dst,
-                probability,
-                paths,
-                forecast_bps=forecast_bps,
-                horizon_s=horizon_s,
-                expires_at=expires_at,
-                fixed=fixed,
-            )
-            if cand is None:
-                skipped["no path within the latency bound"] += 1
-            elif cand.net_benefit_s > 0:
+        self, inputs: PairInputs, fixed: Mapping[ItemKey, ConfigItem], expires_at: float
+    ) -> tuple[IntArray, list[Candidate]]:
+        """Per pair its status code (see :mod:`~netscaffold.scaffold.incremental`) and the candidates."""
+        status = np.where(inputs.table.valid, NOT_LIKELY, UNPLACED).astype(np.int64)
+        out: list[Candidate] = []
+        for index in np.flatnonzero(inputs.placed).tolist():
+            code, cand = self.pair_candidate(inputs, index, fixed, expires_at)
+            status[index] = code
+            if cand is not None:
                 out.append(cand)
-            else:
-                skipped["cost above benefit"] += 1
-        return out
+        return status, out
 
-    def _pinned_destinations(self, placed: list[tuple[int, Endpoint, Endpoint, float]]) -> set[str]:
-        """Destinations that some candidate pair needs a guaranteed path to.
-
-        Routes match destinations only, so a reservation or circuit is on the path flows take only if every
-        source's route to that destination follows one tree: such destinations are pinned to
-        :meth:`PathFinder.tree_path` instead of being split over equal-cost paths.
-        """
-        out: set[str] = set()
-        for _, src, dst, _ in placed:
-            qos = self.qos.lookup(src.app_name, dst.app_name)
-            if qos.needs_reservation or qos.needs_circuit:
-                out.add(dst.id)
-        return out
+    def pair_candidate(
+        self, inputs: PairInputs, index: int, fixed: Mapping[ItemKey, ConfigItem], expires_at: float
+    ) -> tuple[int, Candidate | None]:
+        """The candidate of one placed pair, or the status code saying why there is none."""
+        table = inputs.table
+        src, dst = table.src[index], table.dst[index]
+        assert src is not None
+        assert dst is not None
+        if inputs.pinned[index]:
+            paths = [(self.paths.tree_path(src.host, dst.host), 1.0)]
+        else:
+            paths = self._pair_paths(inputs.given.get(index, ()), src.host, dst.host)
+        cand = self._candidate(
+            src,
+            dst,
+            float(inputs.probability[index]),
+            paths,
+            forecast_bps=float(inputs.forecast_bps[index]),
+            horizon_s=inputs.horizon_s,
+            expires_at=expires_at,
+            fixed=fixed,
+        )
+        if cand is None:
+            return NO_PATH, None
+        if cand.net_benefit_s > 0:
+            return PLACED, cand
+        return NOT_WORTH, None
 
     def _pair_paths(
-        self, predicted: PredictedGraph, index: int, src_host: str, dst_host: str
+        self, given_paths: tuple[tuple[Path, float], ...], src_host: str, dst_host: str
     ) -> list[tuple[Path, float]]:
-        given = [(p, w) for p, w in predicted.paths_of(index) if p[0] == src_host and p[-1] == dst_host]
+        given = [(p, w) for p, w in given_paths if p[0] == src_host and p[-1] == dst_host]
         if not given:
+            return self._ecmp_paths(src_host, dst_host)
+        return self._kept_paths(given)
+
+    def _ecmp_paths(self, src_host: str, dst_host: str) -> list[tuple[Path, float]]:
+        """A pair's paths when the forecast gives none: equal-cost paths, kept as for given ones (the same
+        for every pair between two hosts, so computed once per host pair; callers do not mutate it)."""
+        key = (src_host, dst_host)
+        found = self._default_paths.get(key)
+        if found is None:
             ecmp = self.paths.ecmp(src_host, dst_host)
-            given = [(p, 1.0 / len(ecmp)) for p in ecmp]
+            found = self._kept_paths([(p, 1.0 / len(ecmp)) for p in ecmp])
+            self._default_paths[key] = found
+        return found
+
+    def _kept_paths(self, given: list[tuple[Path, float]]) -> list[tuple[Path, float]]:
         given.sort(key=lambda pw: (-pw[1], pw[0]))
         kept = [pw for pw in given if pw[1] >= self.policy.min_path_probability][: self.policy.max_paths]
         kept = kept or given[:1]
@@ -224,14 +277,15 @@ class Scaffolder:
         horizon_s: float,
         expires_at: float,
         fixed: Mapping[ItemKey, ConfigItem],
-    ) -> _Candidate | None:
+    ) -> Candidate | None:
         qos = self.qos.lookup(src.app_name, dst.app_name)
         key = flow_key(src.id, dst.id)
         top_path = paths[0][0]
         items: list[ConfigItem] = []
-        # Reservations are at the forecast quantile (what the pair is expected to carry), not the QoS
-        # class's nominal floor: the refiner resizes them to measured demand. A tiny floor keeps the
-        # item meaningful for pairs forecast near zero.
+        # Reservations are admitted for the whole horizon but sized to the forecast quantile for the coming
+        # tick (what the pair is expected to carry then), not the QoS class's nominal floor: a pair
+        # expected later holds only the tiny standby floor until its tick comes (each tick replans), and
+        # the refiner resizes used ones to the forecast or measured demand.
         rate_bps = max(forecast_bps, MIN_RESERVATION_BPS)
         if qos.needs_circuit:
             assert qos.max_latency_s is not None
@@ -258,7 +312,7 @@ class Scaffolder:
             - entries * self.policy.slot_cost_s
             - reserved_bps * horizon_s * self.policy.bandwidth_cost_per_bit
         )
-        return _Candidate(
+        return Candidate(
             src, dst, probability, paths, rate_bps, items, routes, mk.host_prefix(dst.address), net
         )
 
@@ -272,7 +326,7 @@ class Scaffolder:
         route_keys = {(item.device, item.destination) for item in fixed.values() if isinstance(item, Route)}
         return _Ledger(defaultdict(int), defaultdict(float), link_all, route_keys)
 
-    def _needs(self, cand: _Candidate, ledger: _Ledger) -> tuple[dict[str, int], dict[LinkKey, float]]:
+    def _needs(self, cand: Candidate, ledger: _Ledger) -> tuple[dict[str, int], dict[LinkKey, float]]:
         """Table entries per device and provisional rate per link that admitting ``cand`` takes."""
         slots: dict[str, int] = defaultdict(int)
         links: dict[LinkKey, float] = defaultdict(float)
@@ -287,7 +341,7 @@ class Scaffolder:
                 slots[device] += 1
         return slots, links
 
-    def _admit(self, cand: _Candidate, ledger: _Ledger) -> str | None:
+    def _admit(self, cand: Candidate, ledger: _Ledger) -> str | None:
         """Reserve room for ``cand`` in the ledger, or say why it does not fit."""
         budget = self.policy.budget
         slots, links = self._needs(cand, ledger)
@@ -309,7 +363,7 @@ class Scaffolder:
 
     # -- output ----------------------------------------------------------------------------------
     def _materialise(
-        self, admitted: list[_Candidate], fixed: Mapping[ItemKey, ConfigItem], expires_at: float
+        self, admitted: list[Candidate], fixed: Mapping[ItemKey, ConfigItem], expires_at: float
     ) -> list[ConfigItem]:
         out: list[ConfigItem] = []
         merged: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -322,7 +376,7 @@ class Scaffolder:
             route = Route(
                 device,
                 destination,
-                _quantised(hops, self.policy.weight_resolution),
+                mk.quantised(hops, self.policy.weight_resolution),
                 Origin.PREDICTED,
                 expires_at,
             )
@@ -330,7 +384,7 @@ class Scaffolder:
                 out.append(route)
         return out
 
-    def _keep_if_close(
+    def keep_if_close(
         self, existing: ConfigItem | None, new: ConfigItem, now_s: float, horizon_s: float
     ) -> ConfigItem:
         """Avoid churn: keep an existing provisional item that still covers the horizon and differs only
@@ -347,18 +401,3 @@ class Scaffolder:
             if abs(candidate.rate_bps - existing.rate_bps) <= tolerance * existing.rate_bps:
                 candidate = replace(candidate, rate_bps=existing.rate_bps)
         return existing if candidate == existing else new
-
-
-def _nearest_quantile(levels: tuple[float, ...], wanted: float) -> int:
-    return int(np.argmin([abs(level - wanted) for level in levels]))
-
-
-def _quantised(hops: Mapping[str, float], resolution: int) -> tuple[NextHop, ...]:
-    """Weights rounded to 1/resolution (at least one unit each) so small forecast wobbles cause no churn."""
-    total = sum(hops.values())
-    ordered = sorted(hops.items(), key=lambda kv: (-kv[1], kv[0]))
-    units = [max(1, round(mass / total * resolution)) for _, mass in ordered]
-    while sum(units) > resolution and max(units) > 1:
-        units[units.index(max(units))] -= 1
-    scale = sum(units)
-    return tuple(NextHop(via, u / scale) for (via, _), u in zip(ordered, units, strict=True))
