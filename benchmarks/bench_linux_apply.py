@@ -105,11 +105,19 @@ def raw_steps(backend: LinuxBackend, items: list[ConfigItem], kind: str) -> list
     return out
 
 
+def nft_document(step: Step) -> dict[str, Any]:
+    """The step's elements as the ``nft -j -f`` document of the exporters (deletes, then adds)."""
+    deletes = [element for action, element in step.elements if action == "delete"]
+    adds = [element for action, element in step.elements if action == "add"]
+    commands = nft_render.element_commands("delete", deletes) + nft_render.element_commands("add", adds)
+    return nft_render.document(commands)
+
+
 def run_raw(steps: list[Step]) -> float:
     started = time.perf_counter()
     for step in steps:
         if step.tool == "nft":
-            tools.nft_json(step.netns, nft_render.document(step.commands))
+            tools.nft_json(step.netns, nft_document(step))
         elif step.tool == "ip":
             tools.ip_batch(step.netns, step.lines)
         else:

@@ -114,6 +114,8 @@ def test_bulk_route_message_carries_weights_table_and_protocol() -> None:
     a = netlink.attrs(payload, netlink._RTMSG.size, len(payload))
     assert bytes(a[netlink.RTA_DST]) == bytes([198, 18, 0, 0])
     assert int.from_bytes(bytes(a[netlink.RTA_TABLE]), "little") == 10001
-    assert netlink._hops(a, 4) == (("198.19.0.1", 85), ("198.19.0.3", 256))
+    decoded = netlink.route_at(payload, 0)
+    assert decoded is not None
+    assert decoded.next_hops == (("198.19.0.1", 85), ("198.19.0.3", 256))
     delete_kind, _, _ = netlink.route_message("delete", "fd00::2/128", (), 202, 254)
     assert delete_kind == netlink.RTM_DELROUTE

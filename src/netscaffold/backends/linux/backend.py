@@ -14,6 +14,7 @@ transaction and one bulk of netlink messages (routes and rules) per touched node
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 
@@ -74,6 +75,9 @@ class LinuxBackend:
         self._routing_info: list[RoutingInfo] = []
         self._counters = LinkCounters(self.layout, self.sessions)
         self._owns_lab = create
+        self.write_lock = threading.RLock()
+        """Held by every apply from its first read to its read-back, and by the reactive controller's
+        installs: two writers in one lab would each verify against objects the other changed."""
         self._closed = False
         if create:
             lab_ops.lab_up(self.layout, owner_pid=os.getpid(), topology_file=topology_file)
@@ -113,8 +117,12 @@ class LinuxBackend:
     # -- applying --------------------------------------------------------------------------------
     def apply(self, plan: Plan) -> ApplyReport:
         """``applied_ops`` counts the plan's ops that changed the config (0 for a plan already in
-        place); ``last_kernel_ops`` the kernel objects removed or written."""
+        place); ``last_kernel_ops`` the kernel objects removed or written. Holds ``write_lock``."""
         self._check_open()
+        with self.write_lock:
+            return self._apply(plan)
+
+    def _apply(self, plan: Plan) -> ApplyReport:
         started = time.perf_counter()
         before = self.kernel_objects()
         current = self._config_from(before)
@@ -162,8 +170,9 @@ class LinuxBackend:
             have = after.get(ident)
             if have is None or not same(have, obj):  # type: ignore[arg-type]
                 item = owner.get(ident)
+                held = "nothing" if have is None else repr(have)
                 raise BackendError(
-                    f"kernel does not hold {'/'.join(ident)} as written",
+                    f"kernel does not hold {'/'.join(ident)} as written (it holds {held:.200})",
                     item=item.describe() if item else None,
                     backend=self.name,
                 )
@@ -210,11 +219,10 @@ class LinuxBackend:
 
     def _record_route_updates(self, before: ObjectMap, after: ObjectMap) -> None:
         now = self.clock.now()
-        idents = {i for i in before if i[0] == "route"} | {i for i in after if i[0] == "route"}
-        for ident in sorted(idents):
+        changed = [i for i, obj in after.items() if type(obj) is KernelRoute and before.get(i) != obj]
+        changed += [i for i, obj in before.items() if type(obj) is KernelRoute and i not in after]
+        for ident in sorted(changed):
             old, new = before.get(ident), after.get(ident)
-            if old == new or not isinstance(old or new, KernelRoute):
-                continue
             route = new if isinstance(new, KernelRoute) else old
             assert isinstance(route, KernelRoute)
             hops = tuple(NextHop(via, float(weight)) for via, weight in route.next_hops) if new else ()

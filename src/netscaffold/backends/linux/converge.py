@@ -19,8 +19,8 @@ from typing import Literal, TypeVar
 
 from netscaffold.backends.linux import tools
 from netscaffold.backends.linux.layout import LabLayout
-from netscaffold.backends.linux.netlink import route_message, rule_message
-from netscaffold.backends.linux.readback import read_node
+from netscaffold.backends.linux.netlink import route_message, rule_message, tc_delete_message
+from netscaffold.backends.linux.readback import element_write, read_node
 from netscaffold.backends.linux.session import SessionPool
 from netscaffold.errors import NetscaffoldError
 from netscaffold.formats.render import nftables as nft_render
@@ -37,19 +37,23 @@ from netscaffold.formats.render.objects import (
 
 Tool = Literal["tc", "nft", "ip", "ip6", "netlink"]
 NetlinkOp = tuple[Literal["replace", "add", "delete"], KernelRoute | KernelRule]
+ElementOp = tuple[Literal["add", "delete"], KernelElement]
 ObjectMap = dict[tuple[str, ...], KernelObject]
 
 
 @dataclass
 class Step:
-    """One tool run: ``lines`` (ip/tc batch lines), nft JSON ``commands`` or ``ops`` on routes and policy
-    rules (netlink messages sent in bulk from this process), and the object each line or op makes."""
+    """One tool run: ``lines`` (ip/tc batch lines), set ``elements`` to add or delete (one nf_tables
+    transaction) or ``ops`` on routes and policy rules (netlink messages sent in bulk from this process),
+    and the object each line, element or op makes."""
 
     node: str
     netns: str
     tool: Tool
     lines: list[str] = field(default_factory=list)
-    commands: list[dict[str, object]] = field(default_factory=list)
+    elements: list[ElementOp] = field(default_factory=list)
+    tc_deletes: list[KernelFilter | KernelClass] = field(default_factory=list)
+    """tc objects to delete before the batch lines run, as netlink messages (their owners come first)."""
     owners: list[tuple[str, ...]] = field(default_factory=list)
     ops: list[NetlinkOp] = field(default_factory=list)
 
@@ -61,13 +65,50 @@ class Step:
         elif self.tool == "ip6":
             tools.ip_batch(self.netns, self.lines, family=6)
         elif self.tool == "tc":
+            self._run_tc(sessions)
+        elif self.elements:
+            self._run_nft(sessions)
+
+    def _run_tc(self, sessions: SessionPool | None) -> None:
+        """Deletes over netlink (no process), then the batch lines through ``tc -batch``."""
+        if self.tc_deletes:
+            argv = ("tc", "netlink", self.netns)
+            if sessions is None or not os.path.exists(os.path.join(tools.NETNS_DIR, self.netns)):
+                raise tools.ToolError(argv, f"Error: namespace {self.netns} does not exist", None)
+            netlink = sessions.get(self.netns).netlink
+            index = netlink.links()
+            messages: list[tuple[int, int, bytes]] = []
+            for obj in self.tc_deletes:
+                if obj.device not in index:
+                    raise tools.ToolError(argv, f"Error: no device {obj.device}", len(messages) + 1)
+                kind = "filter" if isinstance(obj, KernelFilter) else "class"
+                messages.append(
+                    tc_delete_message(kind, index[obj.device], obj.minor, tc_render.FILTER_PRIORITY)
+                )
+            failures = netlink.bulk(messages)
+            if failures:
+                at, errno = failures[0]
+                reason = f"Error: delete {'/'.join(self.tc_deletes[at].ident)}: {os.strerror(errno)}"
+                raise tools.ToolError(argv, reason, at + 1)
+        try:
             tools.tc_batch(self.netns, self.lines)
-        elif self.commands:
-            document = nft_render.document(self.commands)
-            if sessions is not None and os.path.exists(os.path.join(tools.NETNS_DIR, self.netns)):
-                sessions.get(self.netns).nft_json(document)
-            else:
-                tools.nft_json(self.netns, document)
+        except tools.ToolError as exc:
+            if exc.line is None or not self.tc_deletes:
+                raise
+            raise tools.ToolError(exc.argv, exc.stderr, exc.line + len(self.tc_deletes)) from exc
+
+    def _run_nft(self, sessions: SessionPool | None) -> None:
+        """One nf_tables batch over the namespace's netfilter socket: all or nothing, as ``nft -f``."""
+        argv = ("nft", "netlink", self.netns)
+        if sessions is None or not os.path.exists(os.path.join(tools.NETNS_DIR, self.netns)):
+            raise tools.ToolError(argv, f"Error: namespace {self.netns} does not exist", None)
+        writes = [element_write(action, element) for action, element in self.elements]
+        failure = sessions.get(self.netns).nftnl.transaction(nft_render.TABLE, writes)
+        if failure is not None:
+            index, errno = failure
+            action, element = self.elements[index]
+            reason = f"Error: {action} element of set {element.set_name}: {os.strerror(errno)}"
+            raise tools.ToolError(argv, reason, index + 1)
 
     def _run_netlink(self, sessions: SessionPool | None) -> None:
         argv = ("netlink", "rtnetlink", self.netns)
@@ -83,7 +124,7 @@ class Step:
 
     @property
     def empty(self) -> bool:
-        return not (self.lines or self.commands or self.ops)
+        return not (self.lines or self.elements or self.ops or self.tc_deletes)
 
 
 def _message(op: NetlinkOp) -> tuple[int, int, bytes]:
@@ -171,24 +212,29 @@ def _of(kind: type[T], objects: Sequence[KernelObject]) -> list[T]:
 
 
 def _tc_step(node: str, netns: str, gone: list[KernelObject], new: list[KernelObject]) -> Step:
+    """Filter deletes, class deletes (netlink), then class and filter replaces (``tc -batch``)."""
     step = Step(node, netns, "tc")
+    step.tc_deletes = [*_of(KernelFilter, gone), *_of(KernelClass, gone)]
     pairs: list[tuple[str, tuple[str, ...]]] = []
-    pairs += [(tc_render.filter_line(o, "delete"), o.ident) for o in _of(KernelFilter, gone)]
-    pairs += [(tc_render.class_line(o, "delete"), o.ident) for o in _of(KernelClass, gone)]
     pairs += [(tc_render.class_line(o, "replace"), o.ident) for o in _of(KernelClass, new)]
     pairs += [(tc_render.filter_line(o, "replace"), o.ident) for o in _of(KernelFilter, new)]
     step.lines = [line for line, _ in pairs]
-    step.owners = [ident for _, ident in pairs]
+    step.owners = [o.ident for o in step.tc_deletes] + [ident for _, ident in pairs]
     return step
 
 
 def _nft_step(node: str, netns: str, gone: list[KernelObject], new: list[KernelObject]) -> Step:
+    """Deletes first, then adds (a changed element is deleted and added again), grouped by set."""
     step = Step(node, netns, "nft")
-    removed, added = _of(KernelElement, gone), _of(KernelElement, new)
-    step.commands += nft_render.element_commands("delete", removed)
-    step.commands += nft_render.element_commands("add", added)
-    step.owners += [o.ident for o in removed + added]
+    removed = sorted(_of(KernelElement, gone), key=_set_of)
+    added = sorted(_of(KernelElement, new), key=_set_of)
+    step.elements = [("delete", o) for o in removed] + [("add", o) for o in added]
+    step.owners = [o.ident for _, o in step.elements]
     return step
+
+
+def _set_of(element: KernelElement) -> str:
+    return element.set_name
 
 
 def _netlink_step(node: str, netns: str, gone: list[KernelObject], new: list[KernelObject]) -> Step:

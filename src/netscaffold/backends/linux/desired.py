@@ -8,7 +8,6 @@ hash of the key, so allocation is deterministic.
 
 from __future__ import annotations
 
-import ipaddress
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -54,21 +53,19 @@ class Allocation:
 
     minors: dict[str, int] = field(default_factory=dict)
     circuits: dict[str, int] = field(default_factory=dict)
+    _used: dict[int, tuple[int, set[int]]] = field(default_factory=dict, repr=False, compare=False)
+    """Per table (by id): (its size when last synced, the numbers it holds), so that assigning n numbers
+    is not O(n^2)."""
 
     @classmethod
     def from_kernel(cls, layout: LabLayout, objects: Iterable[KernelObject]) -> Allocation:
-        by_address = {
-            (ep.address, ep_dst.address): f"{ep.id}->{ep_dst.id}"
-            for ep in layout.topology.endpoints.values()
-            for ep_dst in layout.topology.endpoints.values()
-            if ep is not ep_dst
-        }
+        endpoint_of = {ep.address: ep.id for ep in layout.topology.endpoints.values()}
         alloc = cls()
         for obj in objects:
             if isinstance(obj, KernelFilter):
-                pair = (obj.src.split("/")[0], obj.dst.split("/")[0])
-                if pair in by_address:
-                    alloc.minors.setdefault(by_address[pair], obj.minor)
+                src, dst = endpoint_of.get(obj.src.split("/")[0]), endpoint_of.get(obj.dst.split("/")[0])
+                if src is not None and dst is not None and src != dst:
+                    alloc.minors.setdefault(f"{src}->{dst}", obj.minor)
             elif isinstance(obj, KernelElement) and obj.value is not None:
                 parts = obj.comment.split("|")
                 if len(parts) == 4 and parts[0] == "vc":
@@ -83,17 +80,20 @@ class Allocation:
     def circuit_for(self, circuit_id: str) -> int:
         return self._assign(self.circuits, circuit_id, 1, MAX_CIRCUITS)
 
-    @staticmethod
-    def _assign(table: dict[str, int], key: str, low: int, high: int) -> int:
+    def _assign(self, table: dict[str, int], key: str, low: int, high: int) -> int:
         if key in table:
             return table[key]
-        used = set(table.values())
+        synced, used = self._used.get(id(table), (-1, set()))
+        if synced != len(table):  # filled from elsewhere (read from the kernel): take it again
+            used = set(table.values())
         span = high - low + 1
         start = zlib.crc32(key.encode()) % span
         for step in range(span):
             candidate = low + (start + step) % span
             if candidate not in used:
                 table[key] = candidate
+                used.add(candidate)
+                self._used[id(table)] = (len(table), used)
                 return candidate
         raise PlanError(f"no free number left in {low}..{high}", element=key)
 
@@ -108,7 +108,7 @@ def flow_addresses(layout: LabLayout, item: Reservation | VirtualCircuit) -> tup
             element=item.describe(),
         )
     src, dst = endpoints[src_id].address, endpoints[dst_id].address
-    if ipaddress.ip_address(src).version != ipaddress.ip_address(dst).version:
+    if family_of(src) != family_of(dst):  # addresses the topology has validated
         raise PlanError("endpoints of different address families", element=item.describe())
     return src, dst
 
@@ -156,7 +156,7 @@ def _render_objects(
 def _reservation(item: Reservation, layout: LabLayout, alloc: Allocation) -> Iterable[KernelObject]:
     src, dst = flow_addresses(layout, item)
     minor = alloc.minor_for(item.flow_key)
-    family = ipaddress.ip_address(src).version
+    family = family_of(src)
     for a, b in item.link_keys():
         port = layout.port(a, b)
         capacity = tc_render.bytes_per_s(layout.topology.link(a, b).capacity_bps)
@@ -172,7 +172,7 @@ def _circuit(
 ) -> Iterable[KernelObject]:
     src, dst = flow_addresses(layout, item)
     number = alloc.circuit_for(item.circuit_id)
-    family = ipaddress.ip_address(src).version
+    family = family_of(src)
     protocol = ROUTE_PROTOCOLS[item.origin]
     comment = nft_render.item_comment("vc", item.circuit_id, item.origin, item.expires_at)
     timeout = nft_render.timeout_for(item.expires_at, now_s)

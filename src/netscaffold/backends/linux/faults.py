@@ -3,8 +3,8 @@ hook that breaks one step of an apply in one of several ways.
 
 - ``raise``: the step is refused before it runs (a failing netlink call);
 - ``bad-line``: a line the tool rejects is slipped into the middle of an ip/tc batch (the lines before
-  it are applied), or a command naming a missing set into an nft transaction (nothing of it commits);
-- ``kill-nft``: the nft transaction is sent to a namespace that does not exist, so the tool dies before
+  it are applied), or an element of a missing set into an nft transaction (nothing of it commits);
+- ``kill-nft``: the nft transaction is sent to a namespace that does not exist, so it fails before
   committing anything (for ip/tc steps: like ``bad-line``);
 - ``sigkill``: the whole process is killed with SIGKILL at that step (kill -9 mid-apply).
 """
@@ -17,8 +17,7 @@ from typing import Literal
 
 from netscaffold.backends.linux.converge import Step, StepHook
 from netscaffold.errors import BackendError
-from netscaffold.formats.render import nftables as nft_render
-from netscaffold.formats.render.objects import KernelRoute
+from netscaffold.formats.render.objects import KernelElement, KernelRoute
 
 FaultMode = Literal["raise", "bad-line", "kill-nft", "sigkill"]
 FAULT_MODES: tuple[FaultMode, ...] = ("raise", "bad-line", "kill-nft")
@@ -38,8 +37,9 @@ def _bad_line(step: Step) -> None:
             len(step.lines) // 2 + 1, "class add dev nosuchdev parent 1: classid 1:5 htb rate 1kbit"
         )
     else:
-        missing = {"family": nft_render.FAMILY, "table": nft_render.TABLE, "name": "nosuchset"}
-        step.commands.append({"add": {"element": {**missing, "elem": ["198.18.0.1"]}}})
+        missing = KernelElement(step.node, "nosuchset", (1,), None, "", None)
+        step.elements.append(("add", missing))  # the kernel refuses the set: nothing of it commits
+        step.owners.append(missing.ident)
 
 
 def fault_at(target: int, mode: FaultMode) -> StepHook:

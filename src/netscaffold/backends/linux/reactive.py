@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import math
 import select
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -30,6 +32,7 @@ from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.desired import Allocation, render_item
 from netscaffold.backends.linux.netlink import NF_ACCEPT, QueuedPacket, QueueSocket
 from netscaffold.backends.linux.plans import shortest_path
+from netscaffold.backends.linux.readback import element_write
 from netscaffold.backends.linux.session import open_in_namespace
 from netscaffold.errors import BackendError
 from netscaffold.formats.render import nftables as nft_render
@@ -37,6 +40,9 @@ from netscaffold.formats.render.objects import KernelElement, KernelRoute
 from netscaffold.model.config import ConfigItem, FirewallRule, FlowMatch, NextHop, Origin, Route
 from netscaffold.model.topology import NodeKind
 
+RECENT_S = 0.5
+"""A packet of a pair whose path the controller installed less than this ago is only released: it was
+queued behind the packet that caused the install."""
 MISS_MARK = 0x00010000
 QUEUE_NUM = 0
 GATEWAY_PROTOCOL = 204
@@ -49,9 +55,14 @@ _COMMENT = "netscaffold-reactive"
 class ReactiveController:
     backend: LinuxBackend
     idle_s: float = 60.0
+    origin: Origin = Origin.PREDICTED
+    """Origin of what the controller installs (``confirmed`` keeps a scaffolder from evicting it)."""
     controller_s: list[float] = field(default_factory=list)
+    misses: list[tuple[str, str, float]] = field(default_factory=list)
+    """(source, destination, backend clock time) of every packet handed to the controller."""
     unknown: int = 0
     _queues: dict[str, QueueSocket] = field(default_factory=dict)
+    _installed_at: dict[tuple[str, str], float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -62,7 +73,7 @@ class ReactiveController:
             if layout.topology.node(node).kind is NodeKind.HOST:
                 self._host_gateway(node)
                 continue
-            self._miss_rules(netns, add=True)
+            self._miss_rules(netns, add=True, firewall=layout.topology.node(node).kind is NodeKind.FIREWALL)
             self._queues[node] = open_in_namespace(netns, lambda: QueueSocket.open_here(QUEUE_NUM))
         self._thread = threading.Thread(target=self._serve, name="reactive-controller", daemon=True)
         self._thread.start()
@@ -94,7 +105,9 @@ class ReactiveController:
             session = self.backend.sessions.get(self.backend.layout.namespace(node))
             session.netlink.replace_route(LAB_RANGE, gateways[min(gateways)], GATEWAY_PROTOCOL)
 
-    def _miss_rules(self, netns: str, *, add: bool) -> None:
+    def _miss_rules(self, netns: str, *, add: bool, firewall: bool = False) -> None:
+        """The miss chain; on a firewall also a rule queueing packets no permit accepts (a route to the
+        destination may exist for another source, and the firewall would drop them unseen)."""
         session = self.backend.sessions.get(netns)
         chain = {"family": nft_render.FAMILY, "table": nft_render.TABLE, "name": MISS_CHAIN}
         if add:
@@ -114,6 +127,16 @@ class ReactiveController:
                 {"flush": {"chain": chain}},
                 {"add": {"rule": rule}},
             ]
+            if firewall:
+                key = [
+                    {"payload": {"protocol": "ip", "field": "saddr"}},
+                    daddr,
+                    {"meta": {"key": "l4proto"}},
+                    {"payload": {"protocol": "th", "field": "dport"}},
+                ]
+                unpermitted = {"match": {"op": "!=", "left": {"concat": key}, "right": "@permit4"}}
+                lab_only = {"match": {"op": "==", "left": daddr, "right": lab}}
+                commands.append({"add": {"rule": {**rule, "expr": [lab_only, unpermitted, mark]}}})
             session.nft_json(nft_render.document(commands))
         elif session.nft is not None:
             session.nft.run(f"delete chain inet {nft_render.TABLE} {MISS_CHAIN}")
@@ -133,21 +156,37 @@ class ReactiveController:
         while not self._stop.is_set():
             ready, _, _ = select.select(list(by_fd), [], [], 0.2)
             for fd in ready:
-                _, queue = by_fd[fd]
+                node, queue = by_fd[fd]
                 for packet in queue.receive():
-                    self._handle(queue, packet)
+                    self._handle(queue, packet, node)
 
-    def _handle(self, queue: QueueSocket, packet: QueuedPacket) -> None:
+    def _handle(self, queue: QueueSocket, packet: QueuedPacket, node: str | None = None) -> None:
+        """Install the packet's path, then release it. Packets of a pair queued while its path was
+        being installed (a burst behind the first packet) are released without a second install."""
         started = time.perf_counter()
-        try:
-            self.install_for(packet.payload)
-        except (BackendError, KeyError, ValueError, OSError):
-            self.unknown += 1
+        header = packet.payload
+        now = self.backend.clock.now()
+        pair = None
+        if len(header) >= 20 and header[0] >> 4 == 4:
+            pair = (
+                socket.inet_ntop(socket.AF_INET, header[12:16]),
+                socket.inet_ntop(socket.AF_INET, header[16:20]),
+            )
+            self.misses.append((*pair, now))
+        if pair is None or self._installed_at.get(pair, -math.inf) + RECENT_S < now:
+            try:
+                self.install_for(packet.payload, node)
+                if pair is not None:
+                    done = self.backend.clock.now()
+                    self._installed_at[pair] = self._installed_at[(pair[1], pair[0])] = done
+            except (BackendError, KeyError, ValueError, OSError):
+                self.unknown += 1
         queue.verdict(packet.packet_id, NF_ACCEPT)
         self.controller_s.append(time.perf_counter() - started)
 
-    def install_for(self, ip_header: bytes) -> list[ConfigItem]:
-        """Install the path (both ways) for the IPv4 packet whose header is ``ip_header``."""
+    def install_for(self, ip_header: bytes, at_node: str | None = None) -> list[ConfigItem]:
+        """Install the path (both ways) for the IPv4 packet whose header is ``ip_header``; the path
+        passes through ``at_node``, where the packet waits, when it is given."""
         if len(ip_header) < 20 or ip_header[0] >> 4 != 4:
             raise ValueError("not an IPv4 packet")
         src = str(ipaddress.IPv4Address(ip_header[12:16]))
@@ -155,13 +194,17 @@ class ReactiveController:
         by_address = {ep.address: ep for ep in self.backend.topology.endpoints.values()}
         a, b = by_address[src], by_address[dst]
         path = shortest_path(self.backend.topology, a.host, b.host)
+        if at_node is not None and at_node not in path:
+            upstream = shortest_path(self.backend.topology, a.host, at_node)
+            path = upstream + shortest_path(self.backend.topology, at_node, b.host)[1:]
         items = self.path_items(path, src, dst) + self.path_items(tuple(reversed(path)), dst, src)
-        self._write(items)
+        with self.backend.write_lock:  # never between an apply's read and its read-back
+            self._write(items)
         return items
 
     def path_items(self, path: tuple[str, ...], src: str, dst: str) -> list[ConfigItem]:
         expires_at = self.backend.clock.now() + self.idle_s
-        life = {"origin": Origin.PREDICTED, "expires_at": expires_at}
+        life = {"origin": self.origin, "expires_at": expires_at}
         items: list[ConfigItem] = []
         for here, there in itertools.pairwise(path):
             items.append(Route(here, f"{dst}/32", (NextHop(there),), **life))  # type: ignore[arg-type]
@@ -183,8 +226,10 @@ class ReactiveController:
                     elements[obj.node].append(obj)
         for node, node_elements in elements.items():
             session = self.backend.sessions.get(layout.namespace(node))
-            commands = nft_render.element_commands("add", node_elements)
-            session.nft_json(nft_render.document(commands))
+            writes = [element_write("add", element) for element in node_elements]
+            failure = session.nftnl.transaction(nft_render.TABLE, writes)
+            if failure is not None:
+                raise BackendError(f"nft refused {node_elements[failure[0]].ident}: errno {failure[1]}")
         for route in routes:
             session = self.backend.sessions.get(layout.namespace(route.node))
             session.netlink.replace_route(

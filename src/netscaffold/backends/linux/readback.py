@@ -9,13 +9,14 @@ fixed: see :func:`netscaffold.formats.render.nftables.table_commands`). No proce
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import socket
 import sys
 from collections.abc import Iterable
 
-from netscaffold.backends.linux.netlink import ElementMsg
+from netscaffold.backends.linux.netlink import ElementMsg, ElementWrite
 from netscaffold.backends.linux.session import NamespaceSession
 from netscaffold.errors import BackendError
 from netscaffold.formats.render import nftables as nft_render
@@ -141,3 +142,56 @@ def _field(kind: str, low: bytes, high: bytes) -> str | int:
     if (span + 1) & span == 0 and int(lo_addr) & span == 0:
         return f"{lo_addr}/{lo_addr.max_prefixlen - span.bit_length()}"
     return f"{lo_addr}-{hi_addr}"
+
+
+INTERVAL_SETS = frozenset(name for name, fields in _SET_FIELDS.items() if fields[-1] == "port")
+"""Sets with interval flags (permits, denies): their elements carry a key end."""
+
+
+def element_write(action: str, element: KernelElement) -> ElementWrite:
+    """The bytes the kernel stores for ``element`` (the inverse of :func:`_element`), for a write."""
+    fields = _SET_FIELDS.get(element.set_name)
+    if fields is None or len(fields) != len(element.key):
+        fields = ("mark",) * len(element.key)  # not one of our sets: the kernel will refuse it by name
+    low, high = b"", b""
+    for kind, part in zip(fields, element.key, strict=True):
+        lo, hi = _field_bytes(kind, part)
+        low += lo
+        high += hi
+    timeout_ms = None if element.timeout_s is None else element.timeout_s * 1000
+    data = None if element.value is None else element.value.to_bytes(4, sys.byteorder)
+    return ElementWrite(
+        action,
+        element.set_name,
+        low,
+        high if element.set_name in INTERVAL_SETS else None,
+        data,
+        element.comment,
+        timeout_ms,
+    )
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _field_bytes(kind: str, part: str | int) -> tuple[bytes, bytes]:
+    """(low, high) bytes of one key field, each padded to the 4-byte register nft uses."""
+    try:
+        if kind == "mark":
+            value = int(part).to_bytes(4, sys.byteorder)
+            return value, value
+        if kind in ("proto", "port"):
+            size = 1 if kind == "proto" else 2
+            text = str(part)
+            lo, _, hi = text.partition("-")
+            pad = b"\0" * (4 - size)
+            return int(lo).to_bytes(size, "big") + pad, int(hi or lo).to_bytes(size, "big") + pad
+        text = str(part)
+        if "/" in text:
+            network = ipaddress.ip_network(text, strict=False)
+            return network.network_address.packed, network.broadcast_address.packed
+        if "-" in text:
+            first, last = text.split("-")
+            return ipaddress.ip_address(first).packed, ipaddress.ip_address(last).packed
+        packed = ipaddress.ip_address(text).packed
+    except (ValueError, OverflowError) as exc:
+        raise BackendError(f"cannot encode {part!r} as {kind}: {exc}", backend="linux") from None
+    return packed, packed

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from netscaffold.backends.linux import tools
-from netscaffold.backends.linux.netlink import NetlinkWriter, NftReader
+from netscaffold.backends.linux.netlink import NetlinkWriter, NftWriter
 from netscaffold.errors import BackendError
 
 CLONE_NEWNET = 0x40000000
@@ -99,7 +99,7 @@ class NamespaceSession:
             try:
                 _enter(netns)
                 made["netlink"] = NetlinkWriter.open_here()
-                made["nftnl"] = NftReader.open_here()
+                made["nftnl"] = NftWriter.open_here()
                 lib = _libnftables()
                 made["nft"] = NftContext(lib) if lib is not None else None
             except (OSError, BackendError) as exc:
@@ -114,7 +114,7 @@ class NamespaceSession:
                     made[key].close()
             raise BackendError(f"cannot open namespace {netns}: {made['error']}", backend="linux")
         self.netlink: NetlinkWriter = made["netlink"]
-        self.nftnl: NftReader = made["nftnl"]
+        self.nftnl: NftWriter = made["nftnl"]
         self.nft: NftContext | None = made["nft"]
 
     def nft_json(self, document: dict[str, Any]) -> None:

@@ -36,3 +36,14 @@ def graceful_shutdown(backend: LinuxBackend, *, teardown: bool = False) -> Itera
             backend.shutdown(teardown=teardown)
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def exit_on_sigterm(code: int = 143) -> None:
+    """For a process whose labs are its own (``netscaffold run --backend linux``): SIGTERM raises
+    ``SystemExit(code)``, so the ``finally`` blocks that tear those labs down run and the process exits
+    promptly, as on Ctrl-C."""
+
+    def _exit(_signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(code)
+
+    signal.signal(signal.SIGTERM, _exit)
