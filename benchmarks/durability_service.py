@@ -96,7 +96,8 @@ def _check(state: Path, url: str, token: str, stream: Stream) -> tuple[int, int]
             lost += n != BATCH
     finally:
         db.close()
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0) as http:
+    # generous: the first reads after a restart may wait on a loaded, shared machine
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=180.0) as http:
         for plan in stream.applied:
             if http.get(f"/v1/plans/{plan['id']}").json()["status"] not in ("applied", "rolled-back"):
                 lost += 1
@@ -114,7 +115,7 @@ def one_run(work: Path, run: int, rng: random.Random) -> dict[str, Any]:
     try:
         topo = attach_endpoints(leaf_spine(2, 2, 2, 1e9))
         auth = {"Authorization": f"Bearer {token}"}
-        put = httpx.put(f"{server.url}/v1/topology", json=netjson_document(topo), headers=auth, timeout=30)
+        put = httpx.put(f"{server.url}/v1/topology", json=netjson_document(topo), headers=auth, timeout=180)
         if put.status_code != 200:
             error = f"PUT topology {put.status_code}; server log: {server.log()[-1500:]}"
             return {"batches": 0, "applies": 0, "lost": 0, "inconsistent": 0, "errors": 1, "error": error}
@@ -166,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             totals["errors"] += result["errors"]
             if "error" in result:
                 print(f"run {run}: server error: {result['error']}", file=sys.stderr)
-            if not args.json:
-                print(f"run {run}: {result}", file=sys.stderr)
+            print(f"run {run}: {result}", file=sys.stderr, flush=True)
     print(json.dumps(totals))
     return 0 if totals["lost"] == totals["inconsistent"] == totals["errors"] == 0 else 1
 

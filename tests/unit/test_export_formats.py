@@ -193,8 +193,8 @@ def test_cli_export_from_state_dir(tmp_path: Path) -> None:
 
 
 def test_cli_export_from_a_run_folder(tmp_path: Path) -> None:
+    from netscaffold.formats.configjson import config_json
     from netscaffold.formats.netjson import to_netjson
-    from netscaffold.service.codec import config_json
 
     run = tmp_path / "run"
     run.mkdir()

@@ -78,6 +78,10 @@ def test_v1_database_is_migrated_keeping_data(tmp_path: Path) -> None:
     conn = sqlite3.connect(state / store_mod.DB_NAME)
     conn.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
     conn.execute("INSERT INTO kv (key, value) VALUES ('settings', '{}')")
+    conn.executemany(
+        "INSERT INTO telemetry (time_s, src, dst, bytes) VALUES (?, 'a', 'b', 1.0)", [(1.0,), (2.0,), (3.0,)]
+    )
+    conn.execute("DELETE FROM telemetry WHERE seq = 1")
     conn.commit()
     conn.close()
     s = Store(state)
@@ -85,7 +89,21 @@ def test_v1_database_is_migrated_keeping_data(tmp_path: Path) -> None:
         with s.reading() as c:
             assert store_mod.schema_version(c) == SCHEMA_VERSION
             assert c.execute("SELECT count(*) FROM models").fetchone()[0] == 0
+            assert c.execute("SELECT seq, time_s FROM telemetry ORDER BY seq").fetchall() == [
+                (2, 2.0),
+                (3, 3.0),
+            ]
+            indexes = {row[1] for row in c.execute("PRAGMA index_list(telemetry)")}
+            assert "telemetry_time" in indexes
+        with s.transaction() as c:  # seq goes on from the largest
+            c.execute("INSERT INTO telemetry (time_s, src, dst, bytes) VALUES (4.0, 'a', 'b', 1.0)")
+        with s.reading() as c:
+            assert c.execute("SELECT max(seq) FROM telemetry").fetchone()[0] == 4
         assert s.get_kv("settings") == "{}"
+        assert s.revision == s.state_revision == 1
+        with s.transaction(ingest=True):
+            pass
+        assert (s.revision, s.state_revision) == (2, 1)
     finally:
         s.close()
 

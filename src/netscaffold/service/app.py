@@ -19,6 +19,7 @@ from netscaffold import __version__
 from netscaffold.errors import BackendError, BackendUnavailableError, NetscaffoldError, ValidationError
 from netscaffold.service.auth import VERIFIED, InvalidTokenLimiter, Principal, VerifiedCache, requires
 from netscaffold.service.core import ConflictError, NotFoundError, ServiceCore
+from netscaffold.service.responses import READ_CACHE, CachedReads, ReadCache
 from netscaffold.service.tokens import Role
 
 log = logging.getLogger("netscaffold.service")
@@ -114,7 +115,10 @@ def create_app(core: ServiceCore, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTE
     app = FastAPI(title="netscaffold", version=__version__, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.core = core
     app.state.limiter = InvalidTokenLimiter()
-    setattr(app.state, VERIFIED, VerifiedCache())
+    verified = VerifiedCache()
+    setattr(app.state, VERIFIED, verified)
+    read_cache = ReadCache(core)
+    setattr(app.state, READ_CACHE, read_cache)
     _install_handlers(app)
     app.include_router(data.router)
     app.include_router(plans.router)
@@ -135,4 +139,5 @@ def create_app(core: ServiceCore, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTE
         return app.openapi()
 
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(CachedReads, cache=read_cache, verified=verified)  # outermost: added last
     return app

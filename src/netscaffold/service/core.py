@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -18,10 +19,10 @@ from typing import Any
 
 from netscaffold.backends.protocol import Backend, ManualClock
 from netscaffold.errors import BackendUnavailableError, ConfigError, NetscaffoldError, PlanError
+from netscaffold.formats import configjson
 from netscaffold.model.config import NetworkConfig, Reservation
 from netscaffold.model.plan import Plan, ProvisionalBudget, provisional_entries_per_device
 from netscaffold.model.topology import Topology
-from netscaffold.service import codec
 from netscaffold.service.events import EventLog
 from netscaffold.service.metrics import ServiceMetrics
 from netscaffold.service.schemas import StrategySettings
@@ -40,7 +41,7 @@ class NotFoundError(NetscaffoldError):
 
 
 def config_digest(config: NetworkConfig) -> str:
-    text = json.dumps(codec.config_json(config), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(configjson.config_json(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -87,7 +88,7 @@ class ServiceCore:
             return
         self.topology = read_netjson(text, Path("state:topology"))
         stored = self.store.get_kv("config")
-        config = codec.config_from_json(json.loads(stored)) if stored else NetworkConfig()
+        config = configjson.config_from_json(json.loads(stored)) if stored else NetworkConfig()
         self._start_backend(self.topology, config)
 
     @property
@@ -160,6 +161,14 @@ class ServiceCore:
             self.tick()
             return backend.snapshot()
 
+    def config_stale_at(self, config: NetworkConfig) -> float:
+        """From when a copy of ``config`` (just read) may be out of date: the sim holder changes only by
+        plans (committed transactions, which move the store's revision) and by expiry; the linux backend
+        shows the kernel, which is read each time."""
+        if self.backend_name != "sim":
+            return -math.inf
+        return min((i.expires_at for i in config if i.expires_at is not None), default=math.inf)
+
     def refresh_gauges(self) -> None:
         config = self.backend.snapshot() if self.backend is not None else NetworkConfig()
         reservations = [i for i in config if isinstance(i, Reservation)]
@@ -185,7 +194,7 @@ class ServiceCore:
             now = self.now()
             with self.store.transaction() as conn:
                 put_kv(conn, "topology", to_netjson(topology))
-                put_kv(conn, "config", json.dumps(codec.config_json(config)))
+                put_kv(conn, "config", json.dumps(configjson.config_json(config)))
                 audit(
                     conn,
                     now,
@@ -196,6 +205,7 @@ class ServiceCore:
                 )
             self.topology = topology
             self._start_backend(topology, config)
+            self.store.changed()
         return topology
 
     def put_settings(self, settings: StrategySettings, actor: str) -> StrategySettings:

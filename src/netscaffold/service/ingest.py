@@ -39,7 +39,7 @@ def ingest_telemetry(core: ServiceCore, batch: TelemetryBatch, actor: str) -> di
     topology = core.require_topology()
     _check_columns(batch, _known(topology))
     rows = zip(batch.time_s, batch.src, batch.dst, batch.bytes, strict=True)
-    with core.store.transaction() as conn:
+    with core.store.transaction(ingest=True) as conn:
         conn.executemany("INSERT INTO telemetry (time_s, src, dst, bytes) VALUES (?,?,?,?)", rows)
         last = conn.execute("SELECT max(seq) FROM telemetry").fetchone()[0] or 0
         if last > RETAIN_ROWS and last % 1000 < len(batch.time_s):
@@ -89,7 +89,7 @@ def ingest_routing(core: ServiceCore, batch: RoutingBatch, actor: str) -> dict[s
     now = core.now()
     hits = 0
     requests = 0
-    with core.store.transaction() as conn:
+    with core.store.transaction(ingest=True) as conn:
         for event in batch.events:
             conn.execute(
                 "INSERT INTO routing (kind, time_s, body) VALUES (?,?,?)",

@@ -9,9 +9,9 @@ import time
 from typing import Any
 
 from netscaffold.errors import BackendError, PlanError, ValidationError
+from netscaffold.formats import configjson
 from netscaffold.model.config import NetworkConfig
 from netscaffold.model.plan import Plan
-from netscaffold.service import codec
 from netscaffold.service.core import ConflictError, NotFoundError, ServiceCore, config_digest
 from netscaffold.service.schemas import PlanRequest
 from netscaffold.service.store import audit, put_kv
@@ -49,7 +49,7 @@ def _desired(
         return scaffold_plan(core, current, now_s), "scaffold"
     if request.desired is None:
         raise ValidationError("give the desired config (or source: scaffold)", field="desired")
-    desired = codec.config_from_bodies(request.desired)
+    desired = configjson.config_from_bodies(request.desired)
     return Plan.between(current, desired, allow_confirmed_changes=True), "desired"
 
 
@@ -71,7 +71,7 @@ def create_plan(core: ServiceCore, request: PlanRequest, actor: str) -> dict[str
             "source": source,
             "base_digest": config_digest(current),
             "result_digest": config_digest(result),
-            "ops": [codec.op_json(op) for op in plan.ops],
+            "ops": [configjson.op_json(op) for op in plan.ops],
             "realized": {},
             "applied_at": None,
             "rolled_back_at": None,
@@ -153,7 +153,7 @@ def apply_plan(core: ServiceCore, plan_id: int, actor: str) -> dict[str, Any]:
             raise ConflictError(
                 f"plan {plan_id} was made for another config (it changed since): make a new plan"
             )
-        realized = _run(core, codec.plan_from_json(record["ops"]), plan_id, "apply", actor)
+        realized = _run(core, configjson.plan_from_json(record["ops"]), plan_id, "apply", actor)
         return _commit(core, plan_id, "applied", realized, actor)
 
 
@@ -165,7 +165,7 @@ def rollback_plan(core: ServiceCore, plan_id: int, actor: str) -> dict[str, Any]
         current = core.current_config()
         if config_digest(current) != record["result_digest"]:
             raise ConflictError(f"the config changed since plan {plan_id} was applied: cannot roll it back")
-        inverse = codec.plan_from_json(record["ops"]).inverse()
+        inverse = configjson.plan_from_json(record["ops"]).inverse()
         realized = _run(core, inverse, plan_id, "rollback", actor)
         return _commit(core, plan_id, "rolled-back", realized, actor)
 
@@ -175,7 +175,7 @@ def _commit(
 ) -> dict[str, Any]:
     backend = core.require_backend()
     now = core.now()
-    config_text = json.dumps(codec.config_json(backend.snapshot()))
+    config_text = json.dumps(configjson.config_json(backend.snapshot()))
     with core.store.transaction() as conn:
         put_kv(conn, "config", config_text)
         conn.execute(_MARK[status], (status, now, json.dumps(realized), plan_id))

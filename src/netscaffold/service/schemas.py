@@ -1,72 +1,21 @@
-"""Request and response bodies of the /v1 API (pydantic; unknown fields refused)."""
+"""Request and response bodies of the /v1 API (pydantic; unknown fields refused). Config items are the
+shared JSON form of :mod:`netscaffold.formats.configjson`."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-OriginName = Literal["static", "predicted", "confirmed"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NextHopBody(Strict):
-    via: Name
-    weight: Positive = 1.0
-
-
-class RouteBody(Strict):
-    kind: Literal["route"]
-    device: Name
-    destination: Name
-    next_hops: Annotated[list[NextHopBody], Field(min_length=1, max_length=64)]
-    origin: OriginName = "static"
-    expires_at: Finite | None = None
-
-
-class MatchBody(Strict):
-    src: Name | None = None
-    dst: Name | None = None
-    proto: Literal["tcp", "udp", "icmp"] | None = None
-    dst_port: Annotated[int, Field(ge=1, le=65535)] | None = None
-
-
-class FirewallBody(Strict):
-    kind: Literal["firewall"]
-    device: Name
-    match: MatchBody
-    action: Literal["accept", "drop"] = "accept"
-    origin: OriginName = "static"
-    expires_at: Finite | None = None
-
-
-class ReservationBody(Strict):
-    kind: Literal["reservation"]
-    flow_key: Name
-    path: Annotated[list[Name], Field(min_length=2, max_length=64)]
-    rate_bps: Positive
-    origin: OriginName = "static"
-    expires_at: Finite | None = None
-
-
-class CircuitBody(Strict):
-    kind: Literal["circuit"]
-    circuit_id: Name
-    flow_key: Name
-    path: Annotated[list[Name], Field(min_length=2, max_length=64)]
-    rate_bps: Positive
-    origin: OriginName = "static"
-    expires_at: Finite | None = None
-
-
-ItemBody = Annotated[RouteBody | FirewallBody | ReservationBody | CircuitBody, Field(discriminator="kind")]
+from netscaffold.formats.configjson import (
+    Finite,
+    ItemBody,
+    Name,
+    NextHopBody,
+    NonNegative,
+    Positive,
+    Strict,
+)
 
 
 class PlanRequest(Strict):
@@ -103,7 +52,7 @@ class RouteUpdateBody(Strict):
     time_s: Finite
     device: Name
     destination: Name
-    next_hops: Annotated[list[NextHopBody], Field(max_length=64)] = []
+    next_hops: Annotated[list[NextHopBody], Field(default_factory=list, max_length=64)]
     withdrawn: bool = False
 
 

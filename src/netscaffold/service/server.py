@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import ssl
 from dataclasses import dataclass
@@ -49,6 +50,15 @@ def _check_tls(options: ServeOptions) -> None:
             raise ConfigError("no such file", file=str(path), field=name)
 
 
+def event_loop_and_parser() -> tuple[str, str]:
+    """uvloop and httptools (C event loop and HTTP parser) where installed, else asyncio and h11."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    if (loop, http) != ("uvloop", "httptools"):
+        log.warning("serving with the %s loop and the %s parser (uvloop/httptools not installed)", loop, http)
+    return loop, http
+
+
 def serve(options: ServeOptions) -> None:
     import uvicorn
 
@@ -69,12 +79,19 @@ def serve(options: ServeOptions) -> None:
         kwargs = {"ssl_certfile": str(options.tls_cert), "ssl_keyfile": str(options.tls_key)}
         if options.client_ca is not None:
             kwargs |= {"ssl_ca_certs": str(options.client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    loop, http = event_loop_and_parser()
     config = uvicorn.Config(
         app,
         host=options.host,
         port=options.port,
+        loop=loop,
+        http=http,
         log_level="warning",
         access_log=False,
+        # no proxy in front: X-Forwarded-For from a local client must not change its address (the
+        # invalid-token limiter counts by address) and costs a header scan per request
+        proxy_headers=False,
+        server_header=False,
         timeout_keep_alive=30,  # monitoring and orchestration clients keep their connections
         **kwargs,  # type: ignore[arg-type]
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
 
-from netscaffold.service import codec, forecast, ingest
+from netscaffold.formats import configjson
+from netscaffold.service import forecast, ingest
 from netscaffold.service.auth import Principal, requires
-from netscaffold.service.core import ServiceCore
+from netscaffold.service.core import ServiceCore, config_digest
+from netscaffold.service.responses import cached_json, forever
 from netscaffold.service.schemas import RoutingBatch, StrategySettings, TelemetryBatch
 from netscaffold.service.tokens import Role
 
@@ -24,10 +26,12 @@ def core_of(request: Request) -> ServiceCore:
     return core
 
 
-@router.get("/topology", tags=["topology"])
-async def get_topology(request: Request, _: Viewer) -> dict[str, Any]:
+# Reads answer pre-encoded bytes (service.responses); response_model documents their shape in OpenAPI.
+@router.get("/topology", tags=["topology"], response_model=dict[str, Any])
+async def get_topology(request: Request, _: Viewer) -> Response:
     """The topology as NetJSON."""
-    return core_of(request).topology_document()
+    core = core_of(request)
+    return await cached_json(request, "state", lambda: forever(core.topology_document()))
 
 
 @router.put("/topology", tags=["topology"])
@@ -55,31 +59,39 @@ def post_routing(request: Request, who: Operator, batch: RoutingBatch) -> dict[s
     return ingest.ingest_routing(core_of(request), batch, who.actor)
 
 
-@router.get("/routing", tags=["ingest"])
-def get_routing(
+@router.get("/routing", tags=["ingest"], response_model=list[dict[str, Any]])
+async def get_routing(
     request: Request, _: Viewer, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
-) -> list[dict[str, Any]]:
-    return ingest.recent_routing(core_of(request), limit)
-
-
-@router.get("/predicted", tags=["forecast"])
-async def get_predicted(request: Request, _: Viewer) -> dict[str, Any]:
+) -> Response:
     core = core_of(request)
-    graph = await run_in_threadpool(forecast.predicted_graph, core)
-    return forecast.graph_json(graph)
+    return await cached_json(request, "all", lambda: forever(ingest.recent_routing(core, limit)))
 
 
-@router.get("/config", tags=["config"])
-def get_config(request: Request, _: Viewer) -> dict[str, Any]:
-    from netscaffold.service.core import config_digest
+@router.get("/predicted", tags=["forecast"], response_model=dict[str, Any])
+async def get_predicted(request: Request, _: Viewer) -> Response:
+    core = core_of(request)
+    return await cached_json(
+        request, "all", lambda: forever(forecast.graph_json(forecast.predicted_graph(core)))
+    )
 
-    config = core_of(request).current_config()
-    return {"digest": config_digest(config), "items": codec.config_json(config)}
+
+def _config_body(core: ServiceCore) -> tuple[dict[str, Any], float]:
+    config = core.current_config()
+    return {"digest": config_digest(config), "items": configjson.config_json(config)}, core.config_stale_at(
+        config
+    )
 
 
-@router.get("/model", tags=["forecast"])
-def get_model(request: Request, _: Viewer) -> dict[str, Any]:
-    return forecast.model_status(core_of(request))
+@router.get("/config", tags=["config"], response_model=dict[str, Any])
+async def get_config(request: Request, _: Viewer) -> Response:
+    core = core_of(request)
+    return await cached_json(request, "state", lambda: _config_body(core))
+
+
+@router.get("/model", tags=["forecast"], response_model=dict[str, Any])
+async def get_model(request: Request, _: Viewer) -> Response:
+    core = core_of(request)
+    return await cached_json(request, "all", lambda: forever(forecast.model_status(core)))
 
 
 @router.post("/model/retrain", tags=["forecast"])
@@ -87,9 +99,10 @@ def post_retrain(request: Request, who: Admin) -> dict[str, Any]:
     return forecast.retrain(core_of(request), who.actor)
 
 
-@router.get("/settings", tags=["settings"])
-async def get_settings(request: Request, _: Viewer) -> StrategySettings:
-    return core_of(request).settings
+@router.get("/settings", tags=["settings"], response_model=StrategySettings)
+async def get_settings(request: Request, _: Viewer) -> Response:
+    core = core_of(request)
+    return await cached_json(request, "state", lambda: forever(core.settings.model_dump(mode="json")))
 
 
 @router.put("/settings", tags=["settings"])

@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from netscaffold.errors import ValidationError
 from netscaffold.service import plans, tokens
 from netscaffold.service.auth import VERIFIED, Principal, requires
 from netscaffold.service.core import NotFoundError
+from netscaffold.service.responses import cached_json, forever
 from netscaffold.service.routes.data import Admin, Operator, Viewer, core_of
 from netscaffold.service.schemas import PlanRequest, TokenRequest
 from netscaffold.service.store import audit
@@ -30,19 +31,21 @@ def post_plan(request: Request, who: Operator, body: PlanRequest) -> dict[str, A
     return plans.create_plan(core_of(request), body, who.actor)
 
 
-@router.get("/plans", tags=["plans"])
-def get_plans(
+@router.get("/plans", tags=["plans"], response_model=list[dict[str, Any]])
+async def get_plans(
     request: Request,
     _: Viewer,
     status: Literal["pending", "applied", "rolled-back", "superseded"] | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict[str, Any]]:
-    return plans.list_plans(core_of(request), status, limit)
+) -> Response:
+    core = core_of(request)
+    return await cached_json(request, "state", lambda: forever(plans.list_plans(core, status, limit)))
 
 
-@router.get("/plans/{plan_id}", tags=["plans"])
-def get_plan(request: Request, _: Viewer, plan_id: PlanId) -> dict[str, Any]:
-    return plans.get_plan(core_of(request), plan_id)
+@router.get("/plans/{plan_id}", tags=["plans"], response_model=dict[str, Any])
+async def get_plan(request: Request, _: Viewer, plan_id: PlanId) -> Response:
+    core = core_of(request)
+    return await cached_json(request, "state", lambda: forever(plans.get_plan(core, plan_id)))
 
 
 @router.post("/plans/{plan_id}/apply", tags=["plans"])

@@ -1,8 +1,13 @@
-"""Config items between the API's JSON form and the model (one place, both directions)."""
+"""NetworkConfig as JSON, both directions, in one place: the item bodies (pydantic; unknown fields refused)
+that the service's API, the run report, the exporters and the distributed agents' checkpoints share, and
+the conversions between them and the model (items, configs, plan operations)."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from netscaffold.errors import ValidationError
 from netscaffold.model.config import (
@@ -16,29 +21,90 @@ from netscaffold.model.config import (
     Route,
     VirtualCircuit,
 )
-from netscaffold.model.plan import Plan, PlanOp
-from netscaffold.service import schemas
+from netscaffold.model.plan import OpKind, Plan, PlanOp
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+OriginName = Literal["static", "predicted", "confirmed"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NextHopBody(Strict):
+    via: Name
+    weight: Positive = 1.0
+
+
+class RouteBody(Strict):
+    kind: Literal["route"]
+    device: Name
+    destination: Name
+    next_hops: Annotated[list[NextHopBody], Field(min_length=1, max_length=64)]
+    origin: OriginName = "static"
+    expires_at: Finite | None = None
+
+
+class MatchBody(Strict):
+    src: Name | None = None
+    dst: Name | None = None
+    proto: Literal["tcp", "udp", "icmp"] | None = None
+    dst_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+
+class FirewallBody(Strict):
+    kind: Literal["firewall"]
+    device: Name
+    match: MatchBody
+    action: Literal["accept", "drop"] = "accept"
+    origin: OriginName = "static"
+    expires_at: Finite | None = None
+
+
+class ReservationBody(Strict):
+    kind: Literal["reservation"]
+    flow_key: Name
+    path: Annotated[list[Name], Field(min_length=2, max_length=64)]
+    rate_bps: Positive
+    origin: OriginName = "static"
+    expires_at: Finite | None = None
+
+
+class CircuitBody(Strict):
+    kind: Literal["circuit"]
+    circuit_id: Name
+    flow_key: Name
+    path: Annotated[list[Name], Field(min_length=2, max_length=64)]
+    rate_bps: Positive
+    origin: OriginName = "static"
+    expires_at: Finite | None = None
+
+
+ItemBody = Annotated[RouteBody | FirewallBody | ReservationBody | CircuitBody, Field(discriminator="kind")]
 
 
 def _life(body: Any) -> dict[str, Any]:
     return {"origin": Origin(body.origin), "expires_at": body.expires_at}
 
 
-def item_from_body(body: schemas.ItemBody) -> ConfigItem:
-    if isinstance(body, schemas.RouteBody):
+def item_from_body(body: ItemBody) -> ConfigItem:
+    if isinstance(body, RouteBody):
         hops = tuple(NextHop(h.via, h.weight) for h in body.next_hops)
         return Route(body.device, body.destination, hops, **_life(body))
-    if isinstance(body, schemas.FirewallBody):
+    if isinstance(body, FirewallBody):
         m = body.match
         return FirewallRule(
             body.device, FlowMatch(m.src, m.dst, m.proto, m.dst_port), body.action, **_life(body)
         )
-    if isinstance(body, schemas.ReservationBody):
+    if isinstance(body, ReservationBody):
         return Reservation(body.flow_key, tuple(body.path), body.rate_bps, **_life(body))
     return VirtualCircuit(body.circuit_id, body.flow_key, tuple(body.path), body.rate_bps, **_life(body))
 
 
-def config_from_bodies(bodies: list[schemas.ItemBody], field_name: str = "desired") -> NetworkConfig:
+def config_from_bodies(bodies: list[ItemBody], field_name: str = "desired") -> NetworkConfig:
     """The config the bodies describe; a bad item is a ValidationError naming ``desired[i]``."""
     items: list[ConfigItem] = []
     for index, body in enumerate(bodies):
@@ -82,11 +148,13 @@ def item_json(item: ConfigItem) -> dict[str, Any]:
     }
 
 
-def item_from_json(data: dict[str, Any]) -> ConfigItem:
-    from pydantic import TypeAdapter
+@cache
+def _item_adapter() -> TypeAdapter[ItemBody]:
+    return TypeAdapter(ItemBody)  # built once: building one costs more than validating many items
 
-    adapter: TypeAdapter[schemas.ItemBody] = TypeAdapter(schemas.ItemBody)
-    return item_from_body(adapter.validate_python(data))
+
+def item_from_json(data: dict[str, Any]) -> ConfigItem:
+    return item_from_body(_item_adapter().validate_python(data))
 
 
 def key_text(item: ConfigItem) -> str:
@@ -101,8 +169,6 @@ def op_json(op: PlanOp) -> dict[str, Any]:
 
 
 def plan_from_json(ops: list[dict[str, Any]]) -> Plan:
-    from netscaffold.model.plan import OpKind
-
     parsed = [
         PlanOp(
             OpKind(op["op"]),
