@@ -3,8 +3,9 @@ figures behind docs/forecasting.md (Abilene over seeds, the telemetry-features a
 
     .venv/bin/python benchmarks/bench_forecast.py [--json]                 # speed only (synthetic series)
     .venv/bin/python benchmarks/bench_forecast.py --abilene ../shared/data/abilene/abilene_tm_5min.npz \
-        --seeds 0,1,2,3,4 [--json]                                          # quality over seeds
+        --seeds 0,1,2,3,4 [--jobs 3] [--json]                               # quality over seeds
     .venv/bin/python benchmarks/bench_forecast.py --ablation DIR [--json]   # microservices telemetry dir
+        [--train-fraction 0.5] [--lstm-options '{"activity_weight": 1.0}']
 
 Speed prints ``{"infer_ms_10k_pairs": .., "train_windows_per_s": .., "window": .., "baselines": {..}}``.
 The machine is shared (2 cores): the load average is printed with every result.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from netscaffold.predict import PairSeries, make_forecaster
+from netscaffold.predict.lstm import LstmForecaster
 from netscaffold.predict.registry import BASELINE_NAMES
 
 PAIRS, HORIZON = 10_000, 10
@@ -40,55 +43,100 @@ def synthetic(pairs: int, steps: int, seed: int = 0) -> PairSeries:
     )  # fmt: skip
 
 
-def best_of(fn: Any, repeats: int) -> float:
-    times = []
+def best_of(fn: Any, repeats: int, clock: Any = time.perf_counter) -> float:
+    times: list[float] = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = float(clock())
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(float(clock()) - start)
     return min(times)
 
 
-def speed() -> dict[str, Any]:
+def cpu_of(fn: Any, repeats: int) -> float:
+    """Best process CPU time of ``fn``: with one thread, what it costs on an idle core, whatever the
+    load (a loaded machine inflates wall time by the share other processes take)."""
+    return best_of(fn, repeats, time.process_time)
+
+
+def speed(epochs: int) -> dict[str, Any]:
     series = synthetic(PAIRS, 120)  # short: the validation pass covers every pair
-    lstm = make_forecaster("lstm", horizon=HORIZON, epochs=2, windows_per_epoch=32_768, device="cpu")
+    lstm = make_forecaster("lstm", horizon=HORIZON, epochs=epochs, windows_per_epoch=32_768, device="cpu")
+    assert isinstance(lstm, LstmForecaster)
     lstm.fit(series)
     end = np.array([series.steps])
-    infer_s = best_of(lambda: lstm.predict_at(series, end, HORIZON), 5)
-    log = lstm.history_log  # type: ignore[attr-defined]
+    infer_s = best_of(lambda: lstm.predict_at(series, end, HORIZON), 7)
+    infer_cpu_s = cpu_of(lambda: lstm.predict_at(series, end, HORIZON), 7)
+    default_threads = int(lstm.hyper["threads"])
+    by_threads = {}
+    for threads in (1, 2):  # inference only; the trained weights are the same
+        lstm.hyper["threads"] = threads
+        by_threads[str(threads)] = round(best_of(lambda: lstm.predict_at(series, end, HORIZON), 7) * 1e3, 2)
+    log = lstm.history_log
     windows_per_s = sum(r["windows"] for r in log) / sum(r["train_s"] for r in log)
     out: dict[str, Any] = {
         "infer_ms_10k_pairs": round(infer_s * 1e3, 2),
         "infer_us_per_series_step": round(infer_s * 1e6 / (PAIRS * HORIZON), 3),
+        "infer_cpu_ms_10k_pairs": round(infer_cpu_s * 1e3, 2),
+        "infer_ms_10k_pairs_by_threads": by_threads,
         "train_windows_per_s": round(windows_per_s),
         "window": lstm.min_context,
-        "hidden": lstm.hyper["hidden"],  # type: ignore[attr-defined]
+        "hidden": lstm.hyper["hidden"],
+        "threads": default_threads,
         "baselines": {},
     }
+    lstm.hyper["threads"] = default_threads
     series = synthetic(PAIRS, 700)  # seasonal naive needs one full day (288 steps) before validation
     end = np.array([series.steps])
     for name in BASELINE_NAMES:
         model = make_forecaster(name, horizon=HORIZON)
         fit_s = best_of(lambda m=model: m.fit(series), 1)
         predict_s = best_of(lambda m=model: m.predict_at(series, end, HORIZON), 5)
+        stream = model.stream(series.slice(0, series.steps - 1))  # type: ignore[attr-defined]
+        last = series.values[-1]
+
+        def step(s: Any = stream, row: Any = last) -> None:
+            s.push(row)
+            s.forecast(HORIZON)
+
         out["baselines"][name] = {
             "fit_s_10k_pairs": round(fit_s, 3),
             "infer_ms_10k_pairs": round(predict_s * 1e3, 2),
+            "stream_push_and_forecast_ms_10k_pairs": round(best_of(step, 7) * 1e3, 3),
+            "stream_push_and_forecast_cpu_ms_10k_pairs": round(cpu_of(step, 7) * 1e3, 3),
+            "infer_cpu_ms_10k_pairs": round(
+                cpu_of(lambda m=model: m.predict_at(series, end, HORIZON), 5) * 1e3, 2
+            ),
         }
     return out
 
 
-def abilene(path: Path, seeds: list[int], epochs: int | None) -> dict[str, Any]:
+def _lstm_on_abilene(path: Path, seed: int, kwargs: dict[str, Any]) -> dict[str, Any]:
     from netscaffold.formats.traffic import load_traffic
     from netscaffold.predict.evaluate import evaluate_models
 
     series = PairSeries.from_tm(load_traffic(path)).first_segment()
-    runs: dict[str, Any] = {}
-    kwargs = {"device": "cpu", **({"epochs": epochs} if epochs else {})}
+    result = evaluate_models(series, ["lstm"], [1, 6], seed=seed, model_kwargs={"lstm": kwargs})
+    return {**result["models"]["lstm"], "train_s": result["train_s"]["lstm"]}
+
+
+def abilene(path: Path, seeds: list[int], epochs: int | None, jobs: int) -> dict[str, Any]:
+    """Baselines once, the LSTM once per seed (``jobs`` seeds at a time, one process and one torch
+    thread each), and the mean / spread of the LSTM's NMAE ratio and q90 coverage over the seeds."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from netscaffold.formats.traffic import load_traffic
+    from netscaffold.predict.evaluate import evaluate_models
+
+    series = PairSeries.from_tm(load_traffic(path)).first_segment()
+    kwargs: dict[str, Any] = {"device": "cpu", **({"epochs": epochs} if epochs else {})}
     base = evaluate_models(series, list(BASELINE_NAMES), [1, 6], seed=0)
-    for seed in seeds:
-        result = evaluate_models(series, ["lstm"], [1, 6], seed=seed, model_kwargs={"lstm": kwargs})
-        runs[str(seed)] = {**result["models"]["lstm"], "train_s": result["train_s"]["lstm"]}
+    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(_lstm_on_abilene, path, seed, kwargs): seed for seed in seeds}
+        done = {}
+        for future in as_completed(futures):
+            done[futures[future]] = future.result()
+            print(f"seed {futures[future]}: {json.dumps(done[futures[future]])}", file=sys.stderr, flush=True)
+        runs = {str(seed): done[seed] for seed in seeds}
     summary: dict[str, Any] = {}
     for h in ("1", "6"):
         best = base["best_baseline"][h]
@@ -101,34 +149,75 @@ def abilene(path: Path, seeds: list[int], epochs: int | None) -> dict[str, Any]:
             "ratio_max": float(ratios.max()),
             "coverage_q90_mean": float(cov.mean()), "coverage_q90_min": float(cov.min()),
             "coverage_q90_max": float(cov.max()),
+            "lstm_nmae_min": float(min(runs[s][h]["nmae"] for s in runs)),
+            "lstm_nmae_max": float(max(runs[s][h]["nmae"] for s in runs)),
+            "lstm_nmae_std": float(np.std([runs[s][h]["nmae"] for s in runs])),
         }  # fmt: skip
     return {"baselines": base["models"], "lstm_by_seed": runs, "summary": summary}
 
 
-def ablation(directory: Path, seed: int, epochs: int | None) -> dict[str, Any]:
-    """LSTM with endpoint telemetry (cpu, memory, tx, rx) against the same LSTM without it: activity
-    recall on the pairs that touch an endpoint created by autoscaling, over the test part."""
+def active_pairs(series: PairSeries) -> PairSeries:
+    """The pairs that carry traffic at some step (the same subset for both arms of the ablation)."""
+    keep = np.flatnonzero((series.values > 0).any(axis=0))
+    exog = None if series.exog is None else series.exog[:, keep]
+    return PairSeries(
+        series.values[:, keep], tuple(series.pairs[i] for i in keep), series.nodes, series.interval_s,
+        series.unit, series.time_of_day, series.segment_start, series.bps_factor, exog, series.exog_names,
+    )  # fmt: skip
+
+
+def first_activity_recall(values: Any, prob: Any, origins: Any, pairs: Any, horizon: int) -> dict[str, Any]:
+    """For each pair in ``pairs`` whose first active step ``t`` has test origins before it: the share of
+    the forecasts made ``h`` steps ahead (origin ``t - h + 1``) that gave it P(active) >= 0.5."""
+    hits, total = np.zeros(horizon), np.zeros(horizon)
+    position = {int(o): i for i, o in enumerate(origins)}
+    for p in pairs:
+        active = np.flatnonzero(values[:, p] > 0)
+        if active.size == 0:
+            continue
+        first = int(active[0])
+        for h in range(1, horizon + 1):
+            i = position.get(first - h + 1)
+            if i is not None:
+                total[h - 1] += 1
+                hits[h - 1] += prob[i, h - 1, p] >= 0.5
+    return {
+        "recall_by_h": [float(a / b) if b else None for a, b in zip(hits, total, strict=True)],
+        "onsets": int(total[0]),
+    }
+
+
+def ablation(
+    directory: Path, seed: int, epochs: int | None, train_fraction: float, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """LSTM with endpoint telemetry (cpu, memory, tx, rx of both ends) against the same LSTM without it,
+    on the pairs that carry traffic at some step. Activity recall over the test part on the pairs that
+    touch an endpoint created by autoscaling, and on their first activity (the moment a new replica's
+    pairs appear: telemetry shows the replica starting before it carries traffic)."""
     from netscaffold.predict import metrics
     from netscaffold.predict.evaluate import train_split
     from netscaffold.predict.telemetry_input import read_telemetry_input
 
-    out: dict[str, Any] = {}
+    horizon = 5
+    out: dict[str, Any] = {"train_fraction": train_fraction, "lstm_options": extra}
     for label, features in (("with_telemetry", True), ("without_telemetry", False)):
         data = read_telemetry_input(directory, features=features)
-        series = data.series
+        series = active_pairs(data.series)
         created = set(data.scale_out_endpoints)
-        scaled = np.array([a in created or b in created for a, b in series.pairs])
-        split = train_split(series, 0.7)
-        kwargs = {"device": "cpu", "seed": seed, "horizon": 5, **({"epochs": epochs} if epochs else {})}
+        scaled = np.flatnonzero([a in created or b in created for a, b in series.pairs])
+        split = train_split(series, train_fraction)
+        kwargs = {"device": "cpu", "seed": seed, "horizon": horizon, **extra}
+        if epochs:
+            kwargs["epochs"] = epochs
         model = make_forecaster("lstm", **kwargs)
         start = time.perf_counter()
         model.fit(series.slice(0, split))
         train_s = time.perf_counter() - start
-        origins = series.origins(model.min_context, 5, start=split)
-        forecast = model.predict_at(series, origins, 5)
-        actual = series.values[origins[:, None] + np.arange(5)[None, :]] > 0
+        origins = series.origins(model.min_context, horizon, start=split)
+        forecast = model.predict_at(series, origins, horizon)
+        actual = series.values[origins[:, None] + np.arange(horizon)[None, :]] > 0
         by_h = {}
-        for h in (1, 5):
+        for h in (1, horizon):
             truth, prob = actual[:, h - 1][:, scaled], forecast.activity[:, h - 1][:, scaled]
             by_h[str(h)] = {
                 "recall_autoscaled": metrics.recall(truth, prob),
@@ -136,7 +225,16 @@ def ablation(directory: Path, seed: int, epochs: int | None) -> dict[str, Any]:
                 "brier_autoscaled": metrics.brier(truth, prob),
                 "recall_all": metrics.recall(actual[:, h - 1], forecast.activity[:, h - 1]),
             }
-        out[label] = {"by_horizon": by_h, "train_s": train_s, "autoscaled_pairs": int(scaled.sum())}
+        out[label] = {
+            "by_horizon": by_h,
+            "first_activity_autoscaled": first_activity_recall(
+                series.values, forecast.activity, origins, scaled, horizon
+            ),
+            "train_s": train_s,
+            "pairs": series.n_pairs,
+            "autoscaled_pairs": int(scaled.size),
+            "test_origins": int(origins.size),
+        }
     return out
 
 
@@ -146,14 +244,22 @@ def main() -> None:
     parser.add_argument("--abilene", type=Path)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--epochs", type=int)
+    parser.add_argument("--jobs", type=int, default=1, help="--abilene: seeds trained at once (processes)")
     parser.add_argument("--ablation", type=Path)
+    parser.add_argument(
+        "--train-fraction", type=float, default=0.5, help="--ablation: chronological fit share"
+    )
+    parser.add_argument("--lstm-options", help="--ablation: extra LSTM options as JSON, same for both arms")
     args = parser.parse_args()
     if args.abilene:
-        result = abilene(args.abilene, [int(s) for s in args.seeds.split(",")], args.epochs)
+        result = abilene(args.abilene, [int(s) for s in args.seeds.split(",")], args.epochs, args.jobs)
     elif args.ablation:
-        result = ablation(args.ablation, int(args.seeds.split(",")[0]), args.epochs)
+        extra = json.loads(args.lstm_options) if args.lstm_options else {}
+        result = ablation(
+            args.ablation, int(args.seeds.split(",")[0]), args.epochs, args.train_fraction, extra
+        )
     else:
-        result = speed()
+        result = speed(args.epochs or 2)
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, indent=None if args.json else 2))
 

@@ -14,6 +14,7 @@ from netscaffold.errors import CheckpointError, TrafficError
 from netscaffold.predict.base import Forecast, Forecaster, monotone
 from netscaffold.predict.calibration import ActivityModel, ResidualQuantiles, step_index, targets
 from netscaffold.predict.series import DAY_S, PairSeries
+from netscaffold.predict.stream import BaselineStream
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -35,8 +36,31 @@ class PointBaseline(Forecaster):
     def _points(self, series: PairSeries, origins: IntArray, horizon: int, param: float) -> FloatArray:
         """Point forecasts ``[O, H, P]`` with one parameter value."""
 
+    def _stream_points(self, stream: BaselineStream, horizon: int, param: float) -> FloatArray:
+        """Point forecasts ``[H, P]`` from a stream's running state (the same rule as ``_points``)."""
+        del param
+        return np.repeat(stream.last_row()[None, :], horizon, axis=0)
+
     def _context_for(self, param: float) -> int:  # noqa: ARG002 (most rules need one step whatever the param)
         return 1
+
+    def stream(self, history: PairSeries) -> BaselineStream:
+        """Running state after ``history``: ``push(row)`` each new step, ``forecast(H)`` in O(pairs)."""
+        self._check_ready(history)
+        return BaselineStream(self, history)
+
+    def stream_alphas(self) -> tuple[float, ...]:
+        """EWMA levels the stream must keep (none but for the EWMA)."""
+        return ()
+
+    def stream_forecast(self, stream: BaselineStream, horizon: int) -> tuple[FloatArray, FloatArray]:
+        params = self.params_by_step[step_index(horizon, self.params_by_step.size)]
+        point = np.empty((horizon, stream.n_pairs))
+        for value in np.unique(params):
+            steps = np.flatnonzero(params == value)
+            point[steps] = self._stream_points(stream, horizon, float(value))[steps]
+        quantiles = self.residuals.apply(point[None])[0]
+        return quantiles, self.activity.predict_from(stream.last_row(), horizon)
 
     @property
     def min_context(self) -> int:
@@ -158,6 +182,12 @@ class Ewma(PointBaseline):
     def _points(self, series: PairSeries, origins: IntArray, horizon: int, param: float) -> FloatArray:
         return _repeat(ewma_series(series, param)[origins - 1], horizon)
 
+    def stream_alphas(self) -> tuple[float, ...]:
+        return tuple(float(a) for a in np.unique(self.params_by_step))
+
+    def _stream_points(self, stream: BaselineStream, horizon: int, param: float) -> FloatArray:
+        return np.repeat(stream.levels[param][None, :], horizon, axis=0)
+
 
 def ewma_series(series: PairSeries, alpha: float) -> FloatArray:
     from scipy.signal import lfilter
@@ -186,6 +216,9 @@ class MeanK(PointBaseline):
         cumulative = np.concatenate([np.zeros((1, series.n_pairs)), np.cumsum(series.values, axis=0)])
         return _repeat((cumulative[origins] - cumulative[origins - k]) / k, horizon)
 
+    def _stream_points(self, stream: BaselineStream, horizon: int, param: float) -> FloatArray:
+        return np.repeat(stream.ring.mean_last(int(param))[None, :], horizon, axis=0)
+
 
 class SeasonalNaive(PointBaseline):
     """The value one period earlier; the period comes from the data (autocorrelation of the total)."""
@@ -209,6 +242,11 @@ class SeasonalNaive(PointBaseline):
         h = np.arange(horizon)
         lag = period * (h // period + 1)
         return np.asarray(series.values[origins[:, None] + h[None, :] - lag[None, :]], dtype=np.float64)
+
+    def _stream_points(self, stream: BaselineStream, horizon: int, param: float) -> FloatArray:
+        period = int(param)
+        h = np.arange(horizon, dtype=np.int64)
+        return stream.ring.ago(period * (h // period + 1) - h - 1)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "period": self.period}
@@ -294,6 +332,18 @@ class HistoricalQuantile(Forecaster):
             quantiles=monotone(np.array(quantiles)),
             activity=self.activity.predict(series, origins, horizon),
         )
+
+    def stream(self, history: PairSeries) -> BaselineStream:
+        """Running state after ``history`` (only the last row matters: the activity state)."""
+        self._check_ready(history)
+        return BaselineStream(self, history)
+
+    def stream_alphas(self) -> tuple[float, ...]:
+        return ()
+
+    def stream_forecast(self, stream: BaselineStream, horizon: int) -> tuple[FloatArray, FloatArray]:
+        quantiles = monotone(np.array(np.broadcast_to(self.table, (horizon, *self.table.shape))))
+        return quantiles, self.activity.predict_from(stream.last_row(), horizon)
 
     def _partial_fit(self, recent: PairSeries) -> None:
         new = np.quantile(recent.values, self.levels, axis=0).T

@@ -96,9 +96,17 @@ class ActivityModel:
 
     def predict(self, series: PairSeries, origins: IntArray, horizon: int) -> FloatArray:
         """``P(active)[O, H, P]``."""
+        state = (series.values[origins - 1] > self.threshold).astype(np.int64)  # [O, P]
+        return self._from_state(state, horizon)
+
+    def predict_from(self, last_row: FloatArray, horizon: int) -> FloatArray:
+        """``P(active)[H, P]`` after a step whose values are ``last_row[P]``."""
+        state = (last_row[None, :] > self.threshold).astype(np.int64)
+        return np.asarray(self._from_state(state, horizon)[0], dtype=np.float64)
+
+    def _from_state(self, state: npt.NDArray[np.int64], horizon: int) -> FloatArray:
         prob = (self.counts[..., 1] + 1.0) / (self.counts.sum(axis=-1) + 2.0)  # [Hf, P, 2]
         steps = step_index(horizon, prob.shape[0])
-        state = (series.values[origins - 1] > self.threshold).astype(np.int64)  # [O, P]
         by_step = prob[steps]  # [H, P, 2]
-        pair_idx = np.arange(series.n_pairs)[None, None, :]
+        pair_idx = np.arange(state.shape[1])[None, None, :]
         return np.asarray(by_step[np.arange(horizon)[None, :, None], pair_idx, state[:, None, :]])

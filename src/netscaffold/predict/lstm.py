@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from netscaffold.errors import CheckpointError, ConfigError, TrafficError, ValidationError
 from netscaffold.predict.base import Forecast, Forecaster, monotone
-from netscaffold.predict.lstm_features import FeatureSpec, Scaler, sample_grid
+from netscaffold.predict.lstm_features import FeatureSpec, Scaler
 from netscaffold.predict.series import DAY_S, PairSeries
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class LstmForecaster(Forecaster):
         self,
         *,
         window: int = 24,
-        hidden: int = 64,
+        hidden: int = 32,
         layers: int = 1,
         epochs: int = 15,
         batch_size: int = 512,
@@ -82,7 +82,7 @@ class LstmForecaster(Forecaster):
         pair_stats: bool = True,
         seasonal_lag: int = -1,
         device: str = "auto",
-        threads: int = 2,
+        threads: int = 1,
         progress: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -238,30 +238,33 @@ class LstmForecaster(Forecaster):
         return Forecast(origins=origins, levels=self.levels, quantiles=quantiles, activity=activity)
 
     def _infer(self, series: PairSeries, origins: IntArray, horizon: int) -> tuple[FloatArray, FloatArray]:
-        """Quantiles ``[O, H, P, Q]`` and activity ``[O, H, P]``."""
+        """Quantiles ``[O, H, P, Q]`` and activity ``[O, H, P]``: every pair of a chunk of origins in one
+        forward pass. Only the steps the windows read are scaled (not the whole history)."""
         import torch
 
         net = self._require_net()
         device = next(net.parameters()).device
-        scaled = self.scaler.standardise(series.values)
-        orig_idx, pair_idx = sample_grid(origins, series.n_pairs)
-        quantiles = np.empty((orig_idx.size, horizon, len(self.levels)))
-        activity = np.empty((orig_idx.size, horizon))
+        first = int(origins.min()) - self.min_context if origins.size else 0
+        part = series.slice(first, int(origins.max()) if origins.size else 0)
+        local = origins - first
+        scaled = self.scaler.standardise(part.values)
+        n_pairs = series.n_pairs
+        per_chunk = max(1, INFER_CHUNK // max(n_pairs, 1))
+        quantiles = np.empty((origins.size, horizon, n_pairs, len(self.levels)))
+        activity = np.empty((origins.size, horizon, n_pairs))
         net.eval()
-        with torch.no_grad():
-            for lo in range(0, orig_idx.size, INFER_CHUNK):
-                sl = slice(lo, lo + INFER_CHUNK)
-                inputs, static, last = self.spec.build(
-                    series, scaled, self.scaler, orig_idx[sl], pair_idx[sl]
-                )
+        with torch.inference_mode():
+            for lo in range(0, origins.size, per_chunk):
+                chunk = local[lo : lo + per_chunk]
+                inputs, static, last = self.spec.build_all_pairs(part, scaled, self.scaler, chunk)
                 deltas, logits = net(torch.from_numpy(inputs).to(device), torch.from_numpy(static).to(device))
-                z = self.back_transform(torch.from_numpy(last).to(device), deltas, pair_idx[sl])
-                quantiles[sl] = z[:, :horizon].double().cpu().numpy()
-                activity[sl] = torch.sigmoid(logits[:, :horizon]).double().cpu().numpy()
-        shape = (origins.size, series.n_pairs)
-        q = quantiles.reshape(*shape, horizon, -1).transpose(0, 2, 1, 3)
-        act = activity.reshape(*shape, horizon).transpose(0, 2, 1)
-        return monotone(q), np.asarray(act, dtype=np.float64)
+                pair_idx = np.tile(np.arange(n_pairs, dtype=np.int64), chunk.size)
+                z = self.back_transform(torch.from_numpy(last).to(device), deltas, pair_idx)[:, :horizon]
+                prob = torch.sigmoid(logits[:, :horizon])
+                shape = (chunk.size, n_pairs, horizon)
+                quantiles[lo : lo + chunk.size] = z.cpu().numpy().reshape(*shape, -1).transpose(0, 2, 1, 3)
+                activity[lo : lo + chunk.size] = prob.cpu().numpy().reshape(shape).transpose(0, 2, 1)
+        return monotone(quantiles), activity
 
     def back_transform(self, last: torch.Tensor, deltas: torch.Tensor, pair_idx: IntArray) -> torch.Tensor:
         """Values in the series unit from standardised deltas ``[B, H, Q]`` added to ``last[B]``."""

@@ -96,6 +96,35 @@ class FeatureSpec:
         joined = np.concatenate(static, axis=-1) if static else np.zeros((origins.size, 0), np.float32)
         return sequence, joined.astype(np.float32), last.astype(np.float32)
 
+    def build_all_pairs(
+        self, series: PairSeries, scaled: F32Array, scaler: Scaler, origins: IntArray
+    ) -> tuple[F32Array, F32Array, F32Array]:
+        """:meth:`build` for every pair at each origin, origin-major (``[O x P, ...]``), gathered by whole
+        rows (one window of steps serves every pair) instead of one index per sample."""
+        n_orig, n_pairs = origins.size, series.n_pairs
+        steps = origins[:, None] + np.arange(-self.window, 0)[None, :]  # [O, W]
+        level = scaled[steps].transpose(0, 2, 1)  # [O, P, W]
+        last = level[..., -1]
+        angle = 2.0 * np.pi * series.time_of_day[steps]  # [O, W]
+        parts = [
+            (level - last[..., None])[..., None],
+            np.broadcast_to(np.sin(angle)[:, None, :, None], (n_orig, n_pairs, self.window, 1)),
+            np.broadcast_to(np.cos(angle)[:, None, :, None], (n_orig, n_pairs, self.window, 1)),
+        ]
+        if series.exog is not None:
+            parts.append(series.exog[steps].transpose(0, 2, 1, 3))  # [O, P, W, F]
+        sequence = np.concatenate(parts, axis=-1, dtype=np.float32).reshape(n_orig * n_pairs, self.window, -1)
+        static: list[F32Array] = []
+        if self.pair_stats:
+            static.append(np.tile(scaler.pair_stats(), (n_orig, 1)))
+        if self.seasonal_lag:
+            base = origins - self.seasonal_lag
+            ahead = scaled[base[:, None] + np.arange(self.horizon)[None, :]]  # [O, H, P]
+            change = (ahead - scaled[base - 1][:, None, :]).transpose(0, 2, 1)
+            static.append(change.reshape(n_orig * n_pairs, self.horizon))
+        joined = np.concatenate(static, axis=-1) if static else np.zeros((n_orig * n_pairs, 0), np.float32)
+        return sequence, joined.astype(np.float32), last.reshape(-1).astype(np.float32)
+
 
 def sample_grid(origins: IntArray, n_pairs: int) -> tuple[IntArray, IntArray]:
     """Every (origin, pair), origin-major."""
