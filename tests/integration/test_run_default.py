@@ -59,7 +59,6 @@ def test_same_seed_same_summary(tmp_path: Path) -> None:
         (["--scenario", "no-such-scenario"], "unknown scenario 'no-such-scenario'"),
         (["--tm", "x.npz"], "--tm needs --topology"),
         (["--train-fraction", "1.5"], "train_fraction"),
-        (["--backend", "linux"], "not available yet"),
     ],
 )
 def test_bad_run_input_is_one_line_exit_2(

@@ -68,7 +68,10 @@ def test_discrepancy_counts_missed_and_unused(topo: Topology) -> None:
     assert disc.missed_pairs == {("e1", "e4")}
     assert disc.missed_fraction == 0.5
     assert disc.unused_pairs == {("e2", "e4")}
-    assert disc.reservation_error == {"e1->e3": (pytest.approx(1e6), 8e6)}
+    # every reservation is compared with what its pair carried (nothing, for the idle one)
+    assert disc.reservation_error["e1->e3"] == (pytest.approx(1e6), 8e6)
+    assert disc.reservation_error["e2->e4"][1] == 0.0
+    assert disc.active_pairs == {("e1", "e3"), ("e1", "e4")}
 
 
 def test_used_items_are_confirmed_with_idle_expiry(topo: Topology) -> None:
@@ -92,7 +95,7 @@ def test_used_items_are_confirmed_with_idle_expiry(topo: Topology) -> None:
 def test_resize_reroute_and_drop_when_above_threshold(topo: Topology) -> None:
     qos = QosPolicy(per_app={"app3": QosProfile("gold", 1e6)})
     config = primed(topo, qos)
-    refiner = Refiner(topo, qos, RefinePolicy(unused_ticks=1, missed_threshold=0.1))
+    refiner = Refiner(topo, RefinePolicy(unused_ticks=1, missed_threshold=0.1))
     info = [FlowRequest(0.5, "e1", "e3", scaffolded=True), FlowRequest(0.6, "e1", "e2", scaffolded=False)]
     hot = {("l1", "s1"): 0.99e9}
     decision = refiner.refine(info, sample(topo, {("e1", "e3"): 5e6}, hot), None, config, 1.0)
@@ -110,6 +113,52 @@ def test_resize_reroute_and_drop_when_above_threshold(topo: Topology) -> None:
         predicted([("e2", "e4")], [0.9]), new, 2.0, suppressed=decision.suppress_until
     )
     assert suppressed.skipped == {"suppressed by the refiner": 1}
+
+
+def test_confirmed_reservations_follow_measured_demand(topo: Topology) -> None:
+    """A confirmed reservation shrinks to the standby rate while its pair is idle and grows back with
+    measured demand; a provisional one still waiting for its first flow keeps its forecast rate."""
+    confirmed = Reservation("e1->e3", ("h1", "l1", "s1", "l2", "h3"), 8e6, Origin.CONFIRMED, expires_at=30.0)
+    waiting = Reservation("e2->e4", ("h2", "l1", "s1", "l2", "h4"), 8e6, Origin.PREDICTED, expires_at=5.0)
+    config = NetworkConfig.of([confirmed, waiting])
+    policy = RefinePolicy(standby_bps=2e3)
+    refiner = Refiner(topo, policy)
+    idle = refiner.refine([], sample(topo), None, config, 1.0)
+    assert idle.above_threshold  # all 16 Mbit/s reserved, nothing carried
+    shrunk = idle.plan.apply_to(config)
+    assert shrunk.items[confirmed.key].rate_bps == 2e3  # type: ignore[union-attr]
+    assert shrunk.items[waiting.key] == waiting
+    busy = refiner.refine([], sample(topo, {("e1", "e3"): 1e6}), None, shrunk, 2.0)
+    grown = busy.plan.apply_to(shrunk)
+    assert grown.items[confirmed.key].rate_bps == pytest.approx(1e6 * 8 * policy.resize_headroom)  # type: ignore[union-attr]
+    # within the tolerance: left alone
+    steady = refiner.refine([], sample(topo, {("e1", "e3"): 1.05e6}), None, grown, 3.0)
+    assert confirmed.key not in {op.item.key for op in steady.plan.ops}
+
+
+def test_reservations_follow_the_forecast_for_the_coming_tick(topo: Topology) -> None:
+    """Where the last prediction covers the pair, the forecast for the coming tick sizes the reservation
+    (not the tick just measured)."""
+    confirmed = Reservation("e1->e3", ("h1", "l1", "s1", "l2", "h3"), 8e6, Origin.CONFIRMED, expires_at=30.0)
+    config = NetworkConfig.of([confirmed])
+    graph = predicted([("e1", "e3")], [0.9], bandwidth_bps=3e6)
+    decision = Refiner(topo).refine([], sample(topo, {("e1", "e3"): 1e6}), graph, config, 1.0)
+    resized = decision.plan.apply_to(config).items[confirmed.key]
+    assert resized.rate_bps == pytest.approx(3e6)  # type: ignore[union-attr]
+    assert any("forecast" in r for r in decision.reasons)
+
+
+def test_idle_permits_are_kept_while_the_forecast_backs_them(topo: Topology) -> None:
+    config = primed(topo)
+    refiner = Refiner(topo, RefinePolicy(unused_ticks=1, missed_threshold=0.0, keep_probability=0.5))
+    missed = [FlowRequest(0.6, "e1", "e2", scaffolded=False)]  # puts the refiner above its threshold
+    both = [("e1", "e3"), ("e2", "e4")]
+    backed = refiner.refine(missed, sample(topo), predicted(both, [0.9, 0.9]), config, 1.0)
+    assert backed.above_threshold
+    assert not backed.suppress_until
+    doubted = refiner.refine(missed, sample(topo), predicted(both, [0.9, 0.05]), config, 2.0)
+    assert set(doubted.suppress_until) == {("e2", "e4")}
+    assert any(op.kind.name == "REMOVE" for op in doubted.plan.ops)
 
 
 def test_drift_detector_decides_retraining(topo: Topology) -> None:

@@ -28,6 +28,10 @@ FirstSegment = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="one JSON object on stdout")]
 DeviceOption = Annotated[str | None, typer.Option(help="torch device for the LSTM: auto, cpu or cuda")]
+RayOption = Annotated[
+    str | None, typer.Option("--ray", help="run on Ray: auto, local or HOST:PORT (default: one process)")
+]
+RayWorkersOption = Annotated[int, typer.Option("--ray-workers", help="Ray Train workers for --ray")]
 
 
 def load_series(tm: Path | None, telemetry: Path | None, first_segment: bool = False) -> PairSeries:
@@ -97,6 +101,11 @@ def train(
     device: DeviceOption = None,
     first_segment: FirstSegment = False,
     as_json: JsonOption = False,
+    ray: RayOption = None,
+    ray_workers: RayWorkersOption = 2,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="with --ray: also train in one process, report both NMAEs")
+    ] = False,
 ) -> None:
     """Fit one model on the whole series (its last 15% tunes / early-stops) and write a checkpoint."""
     import time
@@ -109,14 +118,24 @@ def train(
     kwargs: dict[str, Any] = {"seed": effective["seed"], "horizon": horizon}
     if model == "lstm":
         kwargs.update(_lstm_kwargs(epochs, effective["device"], _show_progress(ctx, as_json)))
-    forecaster = make_forecaster(model, **kwargs)
-    start = time.perf_counter()
-    forecaster.fit(series)
+    start, extra = time.perf_counter(), dict[str, Any]()
+    if ray is not None:
+        from netscaffold.distributed.train import train_on_ray
+
+        if model != "lstm":
+            raise ConfigError(
+                "--ray trains the LSTM data-parallel; baselines fit in one process", field="ray"
+            )
+        forecaster, extra = train_on_ray(
+            series, ray, workers=ray_workers, compare=compare, lstm_kwargs=kwargs
+        )
+    else:
+        forecaster = make_forecaster(model, **kwargs).fit(series)
     train_s = time.perf_counter() - start
     forecaster.save(out)
     payload = {
         "model": model, "checkpoint": str(out), "train_s": train_s, "pairs": series.n_pairs,
-        "steps": series.steps, "fingerprint": forecaster.fingerprint, "config": forecaster.config(),
+        "steps": series.steps, "fingerprint": forecaster.fingerprint, "config": forecaster.config(), **extra,
     }  # fmt: skip
     if as_json:
         emit_json(payload, seed=effective["seed"], inputs=[p for p in (tm, telemetry) if p is not None])
@@ -125,6 +144,10 @@ def train(
         f"trained [bold]{model}[/bold] on {series.steps} steps x {series.n_pairs} pairs in {train_s:.1f} s "
         f"-> {out}"
     )
+    if "val_nmae" in extra:
+        single = extra.get("single_process", {}).get("val_nmae")
+        beside = f" (one process: {single:.4f})" if single is not None else ""
+        console().print(f"validation NMAE with Ray Train DDP: {extra['val_nmae']:.4f}{beside}")
 
 
 @forecast_app.command("evaluate")
@@ -142,6 +165,7 @@ def evaluate(
     device: DeviceOption = None,
     first_segment: FirstSegment = False,
     as_json: JsonOption = False,
+    ray: RayOption = None,
 ) -> None:
     """Fit each model on the first part, score rolling-origin on the rest, print a table."""
     from netscaffold.predict.evaluate import evaluate_models
@@ -150,14 +174,15 @@ def evaluate(
     names, steps = parse_models(models), parse_ints(horizons, "horizons")
     series = load_series(tm, telemetry, first_segment)
     lstm = _lstm_kwargs(epochs, effective["device"], _show_progress(ctx, as_json))
-    result = evaluate_models(
-        series,
-        names,
-        steps,
-        train_fraction=train_fraction,
-        seed=effective["seed"],
-        model_kwargs={"lstm": lstm},
-    )
+    common: dict[str, Any] = {
+        "train_fraction": train_fraction, "seed": effective["seed"], "model_kwargs": {"lstm": lstm}
+    }  # fmt: skip
+    if ray is not None:  # each model fits in its own Ray task; the scores are those of one process
+        from netscaffold.distributed.train import evaluate_on_ray
+
+        result = evaluate_on_ray(series, names, steps, ray, **common)
+    else:
+        result = evaluate_models(series, names, steps, **common)
     if as_json:
         emit_json(result, seed=effective["seed"], inputs=[p for p in (tm, telemetry) if p is not None])
         return

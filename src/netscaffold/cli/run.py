@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from netscaffold.cli.common import console, settings_for
-from netscaffold.errors import BackendUnavailableError, ConfigError
+from netscaffold.errors import ConfigError
 
 
 def _overrides(
@@ -57,7 +57,9 @@ def _overrides(
 
 def run(
     ctx: typer.Context,
-    scenario: Annotated[str, typer.Option(help="shipped scenario name or a YAML file")] = "default",
+    scenario: Annotated[
+        str, typer.Option(help="shipped scenario name or a YAML file; a comma list makes a sweep")
+    ] = "default",
     tm: Annotated[
         Path | None, typer.Option(help="traffic-matrix file: run a tm-replay on --topology")
     ] = None,
@@ -75,12 +77,21 @@ def run(
     backend: Annotated[str | None, typer.Option(help="sim (embedded emulator) or linux")] = None,
     out: Annotated[Path | None, typer.Option(help="folder for summary.json, report.md and plots")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="summary as one JSON object on stdout")] = False,
+    seeds: Annotated[
+        str | None, typer.Option(help="sweep over seeds, 0..9 or 0,3,5: one report with 95% intervals")
+    ] = None,
+    ray_spec: Annotated[
+        str | None, typer.Option("--ray", help="run strategies as Ray tasks: auto, local or HOST:PORT")
+    ] = None,
 ) -> None:
     """Compare reactive, scaffolded and oracle strategies on one scenario (default: the embedded one)."""
     from netscaffold.scenarios.spec import load_scenario, scenario_path
 
     effective = settings_for(ctx, seed=seed, backend=backend)
-    path = scenario_path(scenario)
+    if ray_spec is not None:
+        from netscaffold.distributed.connection import parse_ray_spec
+
+        parse_ray_spec(ray_spec)  # a bad value is refused before any work
     overrides = _overrides(
         seed=seed,
         duration=duration,
@@ -94,19 +105,52 @@ def run(
     )
     if "seed" not in overrides and effective.sources["seed"] != "default":
         overrides["seed"] = effective["seed"]
+    if seeds is not None or "," in scenario:
+        _sweep(scenario, overrides, seeds, seed=seed, ray_spec=ray_spec, out=out, as_json=as_json)
+        return
+    path = scenario_path(scenario)
     spec = load_scenario(path, overrides)
     if spec.backend == "linux":
-        raise BackendUnavailableError(
-            "run --backend linux is not available yet: the Linux backend does not drive `run` in this "
-            "version",
-            backend="linux",
-        )
-    _execute(
-        spec, path, out=out, as_json=as_json, inputs=[p for p in (tm, topology, flows, app_telemetry) if p]
+        from netscaffold.backends.linux.signals import exit_on_sigterm
+        from netscaffold.backends.linux.tools import require_facilities
+
+        require_facilities()  # root, ip/nft/tc: refused here, before any lab is made
+        exit_on_sigterm()  # the run's labs are torn down on the way out
+    inputs = [p for p in (tm, topology, flows, app_telemetry) if p]
+    _execute(spec, path, out=out, as_json=as_json, inputs=inputs, ray_spec=ray_spec)
+
+
+def _sweep(
+    scenario: str,
+    overrides: dict[str, Any],
+    seeds: str | None,
+    *,
+    seed: int | None,
+    ray_spec: str | None,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    from netscaffold.distributed.sweep import (
+        parse_seeds,
+        render_sweep_markdown,
+        run_sweep,
+        write_sweep_report,
     )
+    from netscaffold.reporting import to_json
+
+    if seeds is not None and seed is not None:
+        raise ConfigError("give either --seed or --seeds, not both", field="seeds")
+    names = [name.strip() for name in scenario.split(",") if name.strip()]
+    seed_list = parse_seeds(seeds) if seeds is not None else None
+    doc = run_sweep(names, overrides, seed_list, ray_spec=ray_spec)
+    if out is not None:
+        write_sweep_report(doc, out)
+    typer.echo(to_json(doc) if as_json else render_sweep_markdown(doc))
 
 
-def _execute(spec: Any, path: Path, *, out: Path | None, as_json: bool, inputs: list[Path]) -> None:
+def _execute(
+    spec: Any, path: Path, *, out: Path | None, as_json: bool, inputs: list[Path], ray_spec: str | None = None
+) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from netscaffold.reporting import to_json
@@ -131,7 +175,16 @@ def _execute(spec: Any, path: Path, *, out: Path | None, as_json: bool, inputs: 
                 tasks[name] = progress.add_task(f"{name:<18}", total=1.0)
             progress.update(tasks[name], completed=fraction)
 
-        comparison = runner.run(on_progress)
+        if ray_spec is None:
+            comparison = runner.run(on_progress)
+        else:
+            from netscaffold.distributed.connection import connect
+            from netscaffold.distributed.executor import run_on_ray
+
+            with connect(ray_spec) as session:
+                comparison = run_on_ray(
+                    session, [runner], on_done=lambda done, total: on_progress("ray tasks", done / total)
+                )[0]
     doc = write_report(comparison, out, inputs) if out is not None else summary_document(comparison, inputs)
     if as_json:
         typer.echo(to_json(doc))

@@ -115,9 +115,9 @@ def state_restore(
 
 def _load_source(source: Path) -> tuple[Any, Any]:
     from netscaffold.errors import ConfigError
+    from netscaffold.formats import configjson
     from netscaffold.formats.netjson import read_netjson
     from netscaffold.model.config import NetworkConfig
-    from netscaffold.service import codec
     from netscaffold.service.store import DB_NAME, Store
 
     if (source / DB_NAME).is_file():
@@ -129,11 +129,11 @@ def _load_source(source: Path) -> tuple[Any, Any]:
         if topology_text is None:
             raise ConfigError("the state holds no topology yet", file=str(source))
         topology = read_netjson(topology_text, source / DB_NAME)
-        config = codec.config_from_json(json.loads(config_text)) if config_text else NetworkConfig()
+        config = configjson.config_from_json(json.loads(config_text)) if config_text else NetworkConfig()
         return topology, config
     topo_file, config_file = source / "topology.json", source / "config.json"
     if topo_file.is_file() and config_file.is_file():
-        return read_netjson(topo_file.read_text(), topo_file), codec.config_from_json(
+        return read_netjson(topo_file.read_text(), topo_file), configjson.config_from_json(
             json.loads(config_file.read_text())
         )
     raise ConfigError(

@@ -65,6 +65,8 @@ class ForecastPredictor:
         """Tick index -> the one-step-ahead median forecast made for it (for plots)."""
         self.fit_s = 0.0
         self.retrains = 0
+        self._stream: Any = None
+        """A baseline's running state (``model.stream``), pushed one row per tick; None for the LSTM."""
         self._pair_features: npt.NDArray[np.float32] | None = None
         if endpoint_features is not None:
             from netscaffold.predict.telemetry_input import pair_features
@@ -79,6 +81,8 @@ class ForecastPredictor:
             self._errors_abs += float(np.abs(self._last_point - row).sum())
             self._actual_abs += float(np.abs(row).sum())
         self._rows.append(row)
+        if self._stream is not None:
+            self._stream.push(row)
 
     def predict(self, now_s: float) -> PredictedGraph | None:
         from netscaffold.predict.graph import PathOptions, build_predicted_graph
@@ -88,8 +92,11 @@ class ForecastPredictor:
             return None
         if not self.forecaster.fitted:
             self._fit()
-        context = self._series(max(0, steps - max(self.forecaster.min_context, 1)), steps)
-        forecast = self.forecaster.predict(context, self.horizon)
+        if self._stream is not None:
+            forecast = self._stream.forecast(self.horizon)
+        else:
+            context = self._series(max(0, steps - max(self.forecaster.min_context, 1)), steps)
+            forecast = self.forecaster.predict(context, self.horizon)
         self._last_point = np.asarray(forecast.point[0, 0], dtype=np.float64)
         self.point_history[steps] = self._last_point
         keep = np.flatnonzero(forecast.activity[0].max(axis=0) >= self.min_activity)
@@ -119,6 +126,7 @@ class ForecastPredictor:
         steps = len(self._rows)
         window = max(self.forecaster.min_context + self.horizon + 1, self.train_ticks // 2)
         self.forecaster.partial_fit(self._series(max(0, steps - window), steps))
+        self._start_stream()
         self.retrains += 1
         log.info("%s: partial_fit on the last %d ticks (drift)", self.name, min(window, steps))
 
@@ -133,6 +141,7 @@ class ForecastPredictor:
 
         start = time.perf_counter()
         self.forecaster.fit(self._series(0, len(self._rows)))
+        self._start_stream()
         self.fit_s = time.perf_counter() - start
         log.info(
             "%s: fitted on %d ticks x %d pairs in %.2f s",
@@ -141,6 +150,13 @@ class ForecastPredictor:
             len(self.index),
             self.fit_s,
         )
+
+    def _start_stream(self) -> None:
+        """Baselines forecast from running state over the whole run so far (an EWMA keeps its level
+        across ticks instead of restarting from a short context); the LSTM reads its window."""
+        stream = getattr(self.forecaster, "stream", None)
+        if stream is not None:
+            self._stream = stream(self._series(0, len(self._rows)))
 
     def _series(self, start: int, stop: int) -> Any:
         from netscaffold.predict.series import PairSeries

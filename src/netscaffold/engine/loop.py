@@ -1,8 +1,9 @@
 """One control loop, tick by tick, over any backend.
 
 Each tick: let time pass on the backend (the emulator runs its events; a real backend waits and collects)
--> read routing information and the performance sample -> refine (discrepancy, corrective plan, drift)
--> feed the predictor what happened -> forecast the next horizon -> scaffold -> apply. The engine holds no
+-> read routing information and the performance sample -> feed the predictor what happened and forecast
+the next horizon -> refine (discrepancy against the forecast made a tick ago, corrective plan sized by the
+fresh one, drift: retraining takes effect from the next forecast) -> scaffold -> apply. The engine holds no
 policy of its own: it only calls the stages in order and records what they did.
 """
 
@@ -80,15 +81,17 @@ class Engine:
         self.tally.record_sample(sample)
         for observer in self.observers:
             observer(sample, requests)
-        refine_ops, retrained = self._refine(info, sample, now)
-        scaffold_ops = 0
-        if self.predictor is not None and self.scaffolder is not None:
+        fresh: PredictedGraph | None = None
+        if self.predictor is not None:
             self.predictor.observe(sample, requests)
-            if retrained:
-                self.predictor.retrain()
-            self._predicted = self.predictor.predict(now)
-            if self._predicted is not None:
-                scaffold_ops = self._scaffold(self._predicted, now)
+            fresh = self.predictor.predict(now)
+        refine_ops, retrained = self._refine(info, sample, now, fresh)
+        if retrained and self.predictor is not None:
+            self.predictor.retrain()  # from the next tick's forecast on
+        self._predicted = fresh
+        scaffold_ops = 0
+        if fresh is not None and self.scaffolder is not None:
+            scaffold_ops = self._scaffold(fresh, now)
         self.tally.record_config(backend.snapshot(), now)
         return TickRecord(
             time_s=now,
@@ -99,10 +102,15 @@ class Engine:
             retrained=retrained,
         )
 
-    def _refine(self, info: list[RoutingInfo], sample: PerformanceSample, now: float) -> tuple[int, bool]:
+    def _refine(
+        self, info: list[RoutingInfo], sample: PerformanceSample, now: float, coming: PredictedGraph | None
+    ) -> tuple[int, bool]:
+        """Discrepancy against the forecast made a tick ago; reservations sized by the fresh one."""
         if self.refiner is None:
             return 0, False
-        decision = self.refiner.refine(info, sample, self._predicted, self.backend.snapshot(), now)
+        decision = self.refiner.refine(
+            info, sample, self._predicted, self.backend.snapshot(), now, coming=coming
+        )
         self._suppressed.update(decision.suppress_until)
         self._suppressed = {p: t for p, t in self._suppressed.items() if t > now}
         self._apply(decision.plan, now, source="refine")

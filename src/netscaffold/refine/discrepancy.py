@@ -26,6 +26,7 @@ class Discrepancy:
     missed_flows: int
     """New flows whose path was not scaffolded."""
     active_pairs: frozenset[Pair]
+    """Pairs that started a flow or carried traffic this tick."""
     missed_pairs: frozenset[Pair]
     """Pairs that started flows without a scaffolded path."""
     unused_pairs: frozenset[Pair]
@@ -34,11 +35,20 @@ class Discrepancy:
     """sum |predicted q50 - measured| / sum measured over pairs with traffic or a forecast (NaN: none)."""
     overloaded_links: tuple[LinkKey, ...]
     reservation_error: dict[str, tuple[float, float]] = field(default_factory=dict)
-    """flow key -> (reserved bit/s, measured bit/s) for reservations whose pair carried traffic."""
+    """flow key -> (reserved bit/s, measured bit/s) for every reservation and circuit, provisional or
+    confirmed (measured 0 when its pair carried nothing this tick)."""
 
     @property
     def missed_fraction(self) -> float:
         return self.missed_flows / self.new_flows if self.new_flows else 0.0
+
+    @property
+    def reservation_error_fraction(self) -> float:
+        """sum |reserved - measured| / sum reserved over reservations (0 when nothing is reserved)."""
+        total = sum(rate for rate, _ in self.reservation_error.values())
+        if total <= 0:
+            return 0.0
+        return sum(abs(rate - used) for rate, used in self.reservation_error.values()) / total
 
 
 def calculate_discrepancy(
@@ -51,26 +61,25 @@ def calculate_discrepancy(
     congestion_threshold: float = 0.9,
 ) -> Discrepancy:
     requests = [info for info in routing_info if isinstance(info, FlowRequest)]
-    active = frozenset((r.src, r.dst) for r in requests)
     missed = [r for r in requests if not r.scaffolded]
     interval = sample.interval_s if sample.interval_s > 0 else 1.0
     measured_bps = {
         pair: float(b) * 8.0 / interval for pair, b in zip(sample.pair_keys, sample.pair_bytes, strict=True)
     }
+    active = frozenset((r.src, r.dst) for r in requests) | {p for p, v in measured_bps.items() if v > 0}
     reserved: dict[str, float] = {}
+    provisional: set[str] = set()
     for item in config:
-        if isinstance(item, Reservation | VirtualCircuit) and item.origin is Origin.PREDICTED:
+        if isinstance(item, Reservation | VirtualCircuit):
             reserved[item.flow_key] = max(reserved.get(item.flow_key, 0.0), item.rate_bps)
+            if item.origin is Origin.PREDICTED:
+                provisional.add(item.flow_key)
     unused = frozenset(
         split_flow_key(key)
-        for key in reserved
+        for key in provisional
         if measured_bps.get(split_flow_key(key), 0.0) <= 0.0 and split_flow_key(key) not in active
     )
-    errors = {
-        key: (rate, measured_bps[split_flow_key(key)])
-        for key, rate in reserved.items()
-        if measured_bps.get(split_flow_key(key), 0.0) > 0.0
-    }
+    errors = {key: (rate, measured_bps.get(split_flow_key(key), 0.0)) for key, rate in reserved.items()}
     overloaded = tuple(
         key
         for key, load in zip(sample.link_keys, sample.load_bps, strict=True)

@@ -34,7 +34,6 @@ from netscaffold.model.events import RoutingInfo
 from netscaffold.model.metrics import PerformanceSample
 from netscaffold.model.plan import OpKind, Plan, PlanOp
 from netscaffold.model.predicted import PredictedGraph
-from netscaffold.model.qos import QosPolicy
 from netscaffold.model.topology import LinkKey, Topology
 from netscaffold.refine.discrepancy import Discrepancy, calculate_discrepancy
 
@@ -56,9 +55,25 @@ class RefinePolicy:
     """Bandwidth NMAE above which the refiner corrects."""
     confirm_idle_s: float = 10.0
     """Confirmed items expire this long after their pair was last active (an idle timeout)."""
-    resize_tolerance: float = 0.25
+    resize_tolerance: float = 0.1
+    """A reservation whose measured use departs from its rate by more than this share is resized."""
     resize_headroom: float = 1.2
-    unused_ticks: int = 3
+    """Resized rate = measured demand x headroom."""
+    reservation_threshold: float = 0.2
+    """sum |reserved - measured| / sum reserved above which the refiner corrects."""
+    reserve_quantile: float = 0.9
+    """Forecast quantile a reservation follows (as the scaffolder's risk knob)."""
+    standby_bps: float = 1e3
+    """What a confirmed reservation shrinks to while its pair is idle: it stays admitted (a flow of the
+    pair still finds its path complete, as a reactive entry stays installed until its idle timeout) but
+    holds almost no bandwidth until measured demand resizes it."""
+    unused_ticks: int = 10
+    """Ticks a provisional permit may go unused before it is dropped (and its pair suppressed): keep it
+    above the forecast horizon, or scaffolding for a flow predicted a few ticks ahead is dropped before
+    the flow comes."""
+    keep_probability: float = 0.3
+    """An idle provisional permit is kept while the last prediction gives its pair at least this
+    P(active within the horizon)."""
     suppress_s: float = 10.0
     congestion_threshold: float = 0.9
 
@@ -68,6 +83,9 @@ class RefinePolicy:
             "bandwidth_threshold",
             "confirm_idle_s",
             "resize_tolerance",
+            "reservation_threshold",
+            "standby_bps",
+            "keep_probability",
             "suppress_s",
             "congestion_threshold",
         ):
@@ -94,12 +112,10 @@ class Refiner:
     def __init__(
         self,
         topology: Topology,
-        qos: QosPolicy | None = None,
         policy: RefinePolicy | None = None,
         drift: DriftDetector | None = None,
     ) -> None:
         self.topology = topology
-        self.qos = qos or QosPolicy()
         self.policy = policy or RefinePolicy()
         self.drift = drift
         self._idle_ticks: dict[Pair, int] = defaultdict(int)
@@ -112,7 +128,12 @@ class Refiner:
         predicted: PredictedGraph | None,
         current: NetworkConfig,
         now_s: float,
+        *,
+        coming: PredictedGraph | None = None,
     ) -> RefineDecision:
+        """``predicted``: the forecast made a tick ago (what the discrepancy is measured against);
+        ``coming``: the fresh forecast, whose first step sizes reservations for the tick about to start
+        (without it, the second step of ``predicted`` does)."""
         disc = calculate_discrepancy(
             routing_info,
             sample,
@@ -131,12 +152,24 @@ class Refiner:
             reasons.append(
                 f"discrepancy above threshold: missed {disc.missed_fraction:.0%} of "
                 f"{disc.new_flows} new flows, bandwidth NMAE {disc.bandwidth_nmae:.3g}, "
-                f"{len(disc.overloaded_links)} congested link(s)"
+                f"{len(disc.overloaded_links)} congested link(s), reservation error "
+                f"{disc.reservation_error_fraction:.3g}"
             )
-            self._resize(disc, current, changes, reasons)
+            sizing = (
+                _step_forecast(coming, 0, self.policy.reserve_quantile)
+                if coming is not None
+                else _step_forecast(predicted, 1, self.policy.reserve_quantile)
+            )
+            self._resize(disc, current, sizing, changes, reasons)
             self._reroute(disc.overloaded_links, current, changes, reasons)
             self._drop_unused_permits(
-                disc, current=current, now_s=now_s, removals=removals, suppress=suppress, reasons=reasons
+                disc,
+                current=current,
+                expected=_activity_by_pair(predicted),
+                now_s=now_s,
+                removals=removals,
+                suppress=suppress,
+                reasons=reasons,
             )
         retrain = self._drift(disc, reasons)
         plan = self._plan(current, changes, removals, reasons)
@@ -151,6 +184,7 @@ class Refiner:
             disc.missed_fraction > self.policy.missed_threshold
             or (not math.isnan(nmae) and nmae > self.policy.bandwidth_threshold)
             or bool(disc.overloaded_links)
+            or disc.reservation_error_fraction > self.policy.reservation_threshold
         )
 
     def _pair_of(self, item: ConfigItem) -> Pair | None:
@@ -199,28 +233,35 @@ class Refiner:
         self,
         disc: Discrepancy,
         current: NetworkConfig,
+        coming: dict[Pair, float],
         changes: dict[ItemKey, ConfigItem],
         reasons: list[str],
     ) -> None:
+        """Reservations and circuits follow demand: the forecast for the coming tick where the last
+        prediction covers the pair, else measured demand x headroom; never below the standby rate. A
+        confirmed one whose pair went idle so shrinks to standby; a provisional one still waiting for its
+        first flow keeps the rate the scaffolder gave it."""
+        policy = self.policy
         for item in current:
-            if not isinstance(item, Reservation) or item.flow_key not in disc.reservation_error:
+            if not isinstance(item, Reservation | VirtualCircuit):
+                continue
+            if item.flow_key not in disc.reservation_error:
                 continue
             reserved, measured = disc.reservation_error[item.flow_key]
-            if abs(measured - reserved) <= self.policy.resize_tolerance * reserved:
-                continue
-            src, dst = split_flow_key(item.flow_key)
-            floor = 0.0
-            if src in self.topology.endpoints and dst in self.topology.endpoints:
-                floor = self.qos.lookup(
-                    self.topology.endpoints[src].app_name, self.topology.endpoints[dst].app_name
-                ).min_bandwidth_bps
-            rate = max(floor, measured * self.policy.resize_headroom)
             base = changes.get(item.key, item)
-            assert isinstance(base, Reservation)
+            assert isinstance(base, Reservation | VirtualCircuit)
+            if measured <= 0.0 and base.origin is not Origin.CONFIRMED:
+                continue
+            forecast = coming.get(split_flow_key(item.flow_key))
+            demand = forecast if forecast is not None else measured * policy.resize_headroom
+            rate = max(policy.standby_bps, demand)
+            if abs(rate - item.rate_bps) <= policy.resize_tolerance * item.rate_bps:
+                continue
             changes[item.key] = replace(base, rate_bps=rate)
+            source = "forecast" if forecast is not None else "measured"
             reasons.append(
-                f"resize {item.flow_key}: reserved {reserved:.3g} bit/s, "
-                f"measured {measured:.3g} -> {rate:.3g}"
+                f"resize {item.flow_key}: reserved {reserved:.3g} bit/s, measured {measured:.3g}, "
+                f"{source} -> {rate:.3g}"
             )
 
     def _reroute(
@@ -250,11 +291,16 @@ class Refiner:
         disc: Discrepancy,
         *,
         current: NetworkConfig,
+        expected: dict[Pair, float],
         now_s: float,
         removals: dict[ItemKey, ConfigItem],
         suppress: dict[Pair, float],
         reasons: list[str],
     ) -> None:
+        """Provisional permits idle for ``unused_ticks`` are dropped (the pinhole closed) and their pair
+        suppressed, unless the last prediction still expects the pair with at least ``keep_probability``:
+        a sparse pair that talks every few tens of seconds keeps its scaffolding while the forecaster
+        backs it (the budget bounds what that costs)."""
         holders: dict[Pair, list[ConfigItem]] = defaultdict(list)
         for item in current:
             pair = self._pair_of(item)
@@ -267,6 +313,8 @@ class Refiner:
             if pair in disc.active_pairs:
                 continue
             self._idle_ticks[pair] += 1
+            if expected.get(pair, 0.0) >= self.policy.keep_probability:
+                continue
             if self._idle_ticks[pair] >= self.policy.unused_ticks:
                 for item in items:
                     removals[item.key] = item
@@ -317,3 +365,20 @@ class Refiner:
             plan = Plan.of(safe, allow_confirmed_changes=True)
             plan.validate(self.topology, None, current)
         return plan
+
+
+def _step_forecast(predicted: PredictedGraph | None, step: int, quantile: float) -> dict[Pair, float]:
+    """Pair -> the forecast quantile for one horizon step (the last step when ``step`` is past it)."""
+    if predicted is None or predicted.horizon == 0 or not predicted.pairs:
+        return {}
+    levels = predicted.quantile_levels
+    q = min(range(len(levels)), key=lambda i: abs(levels[i] - quantile))
+    values = predicted.bandwidth_bps[min(step, predicted.horizon - 1), :, q]
+    return {pair: float(v) for pair, v in zip(predicted.pairs, values.tolist(), strict=True)}
+
+
+def _activity_by_pair(predicted: PredictedGraph | None) -> dict[Pair, float]:
+    """Pair -> P(active within the horizon) in the last prediction."""
+    if predicted is None or not predicted.pairs:
+        return {}
+    return dict(zip(predicted.pairs, predicted.any_activity().tolist(), strict=True))

@@ -9,11 +9,12 @@ keep learning online); every figure covers only the rest.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from netscaffold.scaffold.policy import ClassRisk, ScaffoldPolicy
 from netscaffold.scenarios.build import build_topology, build_workload
 from netscaffold.scenarios.spec import Scenario
 from netscaffold.telemetry.workload import Workload
+
+if TYPE_CHECKING:
+    from netscaffold.backends.linux.live import LiveLab
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[str, float], None]
@@ -109,33 +113,53 @@ class ScenarioRunner:
         self.index = _pair_index(self.workload)
         self.measure_from_s = scenario.train_fraction * scenario.duration_s
         self.train_ticks = round(self.measure_from_s / scenario.tick_s)
+        self._labs = 0
 
     def run(self, progress: ProgressFn | None = None) -> Comparison:
         comparison = Comparison(self.scenario, self.workload, self.measure_from_s, self.index)
+        recorder = self.new_recorder()
+        for name in self.strategy_order():
+            run = self.run_strategy(name, recorder, progress)
+            if name in self.scenario.strategies:
+                comparison.runs[name] = run
+        return comparison
+
+    def strategy_order(self) -> list[str]:
+        """The scenario's strategies, ``reactive`` first (added when absent: the oracle needs it)."""
         names = list(self.scenario.strategies)
         if "reactive" in names:
             names.remove("reactive")
         names.insert(0, "reactive")  # the reference run (and the oracle's foresight) comes first
-        recorder = _Recorder(self.index)
-        for name in names:
-            started = time.perf_counter()
-            predictor = self._predictor(name, recorder)
-            engine = self._engine(predictor)
-            if name == "reactive":
-                engine.observers.append(recorder)
+        return names
+
+    def new_recorder(self) -> _Recorder:
+        """What the ``reactive`` run fills and the ``oracle`` reads (one per comparison)."""
+        return _Recorder(self.index)
+
+    def run_strategy(self, name: str, recorder: _Recorder, progress: ProgressFn | None = None) -> StrategyRun:
+        """One strategy on a fresh backend; ``reactive`` fills ``recorder``, ``oracle`` needs it filled.
+
+        Strategies share nothing else, so they may run in separate processes (``netscaffold.distributed``).
+        """
+        started = time.perf_counter()
+        predictor = self._predictor(name, recorder)
+        engine = self._engine(predictor)
+        if name == "reactive":
+            engine.observers.append(recorder)
+        try:
             tally = engine.run(self.scenario.duration_s, self._tick_progress(name, progress))
-            run = StrategyRun(
-                name, tally, time.perf_counter() - started, final_config=engine.backend.snapshot()
+            final_config = engine.backend.snapshot()
+        finally:
+            if self.scenario.backend == "linux":
+                engine.backend.close()  # a lab per strategy: torn down, also on failure
+        run = StrategyRun(name, tally, time.perf_counter() - started, final_config=final_config)
+        if isinstance(predictor, ForecastPredictor):
+            run.forecast_nmae, run.retrains, run.fit_s = (
+                predictor.nmae,
+                predictor.retrains,
+                predictor.fit_s,
             )
-            if isinstance(predictor, ForecastPredictor):
-                run.forecast_nmae, run.retrains, run.fit_s = (
-                    predictor.nmae,
-                    predictor.retrains,
-                    predictor.fit_s,
-                )
-            if name in self.scenario.strategies:
-                comparison.runs[name] = run
-        return comparison
+        return run
 
     def _tick_progress(self, name: str, progress: ProgressFn | None) -> Callable[[TickRecord], None] | None:
         if progress is None:
@@ -176,23 +200,45 @@ class ScenarioRunner:
             endpoint_names=self.workload.telemetry.endpoints,
         )
 
+    def _live_lab(self, budget: ProvisionalBudget) -> LiveLab:
+        """A fresh lab with the workload's flows played as real packets (``backend: linux``)."""
+        from netscaffold.backends.linux.live import LiveLab
+        from netscaffold.backends.sim.costs import PROFILES
+
+        sc = self.scenario
+        self._labs += 1
+        return LiveLab(
+            self.workload.topology,
+            self.workload.flows,
+            lab=f"run{os.getpid() % 10000}x{self._labs}",
+            duration_s=sc.duration_s,
+            tick_s=sc.tick_s,
+            idle_s=sc.idle_timeout_s,
+            budget=budget,
+            profile=PROFILES[sc.profile],
+        )
+
     def _engine(self, predictor: Predictor | None) -> Engine:
         from netscaffold.backends.sim import SimBackend
         from netscaffold.predict.drift import PageHinkley
 
         sc = self.scenario
         budget = ProvisionalBudget(sc.budget.rule_slots_per_device, sc.budget.link_fraction)
-        backend = SimBackend(
-            self.workload.topology,
-            self.workload.flows,
-            profile=sc.profile,
-            idle_timeout_s=sc.idle_timeout_s,
-            qos=self.workload.qos,
-            tick_s=sc.tick_s,
-            seed=sc.seed,
-            clock=ManualClock(),
-            budget=budget,
-        )
+        backend: SimBackend | LiveLab
+        if sc.backend == "linux":
+            backend = self._live_lab(budget)
+        else:
+            backend = SimBackend(
+                self.workload.topology,
+                self.workload.flows,
+                profile=sc.profile,
+                idle_timeout_s=sc.idle_timeout_s,
+                qos=self.workload.qos,
+                tick_s=sc.tick_s,
+                seed=sc.seed,
+                clock=ManualClock(),
+                budget=budget,
+            )
         if predictor is None:
             return Engine(backend, tick_s=sc.tick_s, measure_from_s=self.measure_from_s)
         policy = ScaffoldPolicy(
@@ -207,6 +253,7 @@ class ScenarioRunner:
             bandwidth_threshold=sc.refine.bandwidth_threshold,
             confirm_idle_s=sc.refine.confirm_idle_s,
             unused_ticks=sc.refine.unused_ticks,
+            reserve_quantile=sc.risk.reserve_quantile,
         )
         drift = PageHinkley() if isinstance(predictor, ForecastPredictor) else None
         return Engine(
@@ -216,6 +263,6 @@ class ScenarioRunner:
             scaffolder=Scaffolder(
                 self.workload.topology, self.workload.qos, policy, cost_model=backend.profile
             ),
-            refiner=Refiner(self.workload.topology, self.workload.qos, refine_policy, drift),
+            refiner=Refiner(self.workload.topology, refine_policy, drift),
             measure_from_s=self.measure_from_s,
         )

@@ -59,7 +59,7 @@ class RefineSpec(_Strict):
     missed_threshold: Annotated[float, Field(ge=0)] = 0.2
     bandwidth_threshold: Annotated[float, Field(ge=0)] = 0.5
     confirm_idle_s: Annotated[float, Field(ge=0)] = 10.0
-    unused_ticks: Annotated[int, Field(ge=1)] = 3
+    unused_ticks: Annotated[int, Field(ge=1)] = 10
 
 
 class Scenario(_Strict):
