@@ -32,9 +32,13 @@ def test_default_scenario_orders_strategies_and_writes_report(tmp_path: Path) ->
     assert figures["oracle"]["saved_fraction"] >= figures["scaffold:lstm"]["saved_fraction"]
     assert figures["scaffold:lstm"]["saved_fraction"] >= figures["reactive"]["saved_fraction"]
     assert doc["split"] == {"train_fraction": 0.5, "measured_from_s": 45.0, "duration_s": 90.0}
-    for name in ("report.md", "setup_delay_cdf.png", "hit_ratio_and_waste.png", "rule_occupancy.png"):
+    plots = ("setup_delay_cdf.png", "hit_ratio_and_waste.png", "forecast_vs_actual.png", "rule_occupancy.png")
+    for name in ("report.md", *plots):
         assert (out / name).is_file(), name
-    assert "| scaffold:lstm |" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| scaffold:lstm |" in report
+    assert "## Recovery after drift" in report
+    assert set(doc["drift_recovery"]) == {"reactive", "scaffold:lstm", "oracle"}
     # the run folder feeds the exporters
     assert run_cli(["export", "--from", str(out), "--out", str(tmp_path / "exp")]) == 0
     assert any((tmp_path / "exp").iterdir())

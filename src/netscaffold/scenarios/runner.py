@@ -51,6 +51,8 @@ class StrategyRun:
     retrains: int = 0
     fit_s: float = 0.0
     forecasts: dict[int, np.ndarray] = field(default_factory=dict)
+    observed_bps: np.ndarray | None = None
+    """``reactive`` only: per tick and pair, the bit/s carried (what forecasts are compared with)."""
     final_config: NetworkConfig = field(default_factory=NetworkConfig)
     """The backend's configuration when the run ended (what `netscaffold export --from RUN_DIR` reads)."""
 
@@ -62,8 +64,12 @@ class Comparison:
     measure_from_s: float
     index: PairIndex
     runs: dict[str, StrategyRun] = field(default_factory=dict)
-    actual_bps: np.ndarray | None = None
-    """Per tick and pair, bit/s carried in the reactive run (what forecasts are compared with)."""
+
+    @property
+    def actual_bps(self) -> np.ndarray | None:
+        """Per tick and pair, bit/s carried in the reactive run (what forecasts are compared with)."""
+        reactive = self.runs.get("reactive")
+        return reactive.observed_bps if reactive is not None else None
 
     def summary(self) -> dict[str, Any]:
         figures = {name: run.tally.figures() for name, run in self.runs.items()}
@@ -153,7 +159,10 @@ class ScenarioRunner:
             if self.scenario.backend == "linux":
                 engine.backend.close()  # a lab per strategy: torn down, also on failure
         run = StrategyRun(name, tally, time.perf_counter() - started, final_config=final_config)
+        if name == "reactive" and recorder.bps:
+            run.observed_bps = np.vstack(recorder.bps)
         if isinstance(predictor, ForecastPredictor):
+            run.forecasts = dict(predictor.point_history)
             run.forecast_nmae, run.retrains, run.fit_s = (
                 predictor.nmae,
                 predictor.retrains,
