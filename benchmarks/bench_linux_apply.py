@@ -128,7 +128,7 @@ def run_raw(steps: list[Step]) -> float:
 def clear(backend: LinuxBackend) -> None:
     """Remove every object of ours (also those the raw tools wrote: they are tagged the same way)."""
     from netscaffold.backends.linux.converge import diff, execute, plan_steps
-    from netscaffold.backends.linux.desired import Allocation, render_config
+    from netscaffold.formats.render.desired import Allocation, render_config
 
     target, _ = render_config(NetworkConfig(), backend.layout, Allocation(), 0.0)
     execute(plan_steps(backend.layout, *diff(backend.kernel_objects(), target)), None, backend.sessions)

@@ -10,8 +10,8 @@ import pytest
 
 from netscaffold.backends.linux import lab as lab_ops
 from netscaffold.backends.linux import tools
-from netscaffold.backends.linux.layout import LabLayout
 from netscaffold.errors import ValidationError
+from netscaffold.formats.render.layout import LabLayout
 
 from .test_linux_common import skip_without_facilities, small_topology, unique_lab
 

@@ -72,13 +72,14 @@ def test_stored_plan_equals_the_plan(before: list[ConfigItem], after: list[Confi
     assert again.apply_to(current).items == desired.items
 
 
-def test_formats_does_not_import_the_service() -> None:
+def test_formats_does_not_import_the_service_or_a_backend() -> None:
     import subprocess
     import sys
 
     code = (
-        "import sys, netscaffold.formats.configjson, netscaffold.formats.export.k8s;"
-        "print(sorted(m for m in sys.modules if m.startswith('netscaffold.service')))"
+        "import sys, netscaffold.formats.configjson, netscaffold.formats.export.k8s,"
+        " netscaffold.formats.export.kernel, netscaffold.formats.render.desired;"
+        "print(sorted(m for m in sys.modules if m.startswith(('netscaffold.service', 'netscaffold.backends'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -18,8 +18,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object on stdout
 
 
 def _layout(topology: Path, name: str):  # type: ignore[no-untyped-def]
-    from netscaffold.backends.linux.layout import LabLayout
     from netscaffold.formats.loader import load_topology
+    from netscaffold.formats.render.layout import LabLayout
 
     return LabLayout.of(name, load_topology(topology))
 

@@ -29,14 +29,14 @@ from netscaffold.backends.linux.converge import (
     plan_steps,
     read_all,
 )
-from netscaffold.backends.linux.desired import Allocation, explained, render_config, render_item
 from netscaffold.backends.linux.journal import clear_journal, write_journal
-from netscaffold.backends.linux.layout import LabLayout
 from netscaffold.backends.linux.session import SessionPool
 from netscaffold.backends.linux.telemetry import LinkCounters
 from netscaffold.backends.protocol import ApplyReport, Clock, WallClock
 from netscaffold.errors import BackendError, NetscaffoldError, ValidationError
 from netscaffold.formats.render import records
+from netscaffold.formats.render.desired import Allocation, explained, render_config, render_item
+from netscaffold.formats.render.layout import LabLayout
 from netscaffold.formats.render.objects import KernelElement, KernelRoute, same
 from netscaffold.model.config import ConfigItem, ItemKey, NetworkConfig, NextHop
 from netscaffold.model.events import RouteUpdate, RoutingInfo

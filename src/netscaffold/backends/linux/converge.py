@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from netscaffold.backends.linux import tools
-from netscaffold.backends.linux.layout import LabLayout
 from netscaffold.backends.linux.netlink import route_message, rule_message, tc_delete_message
 from netscaffold.backends.linux.readback import element_write, read_node
 from netscaffold.backends.linux.session import SessionPool
 from netscaffold.errors import NetscaffoldError
 from netscaffold.formats.render import nftables as nft_render
 from netscaffold.formats.render import tc as tc_render
+from netscaffold.formats.render.layout import LabLayout
 from netscaffold.formats.render.objects import (
     KernelClass,
     KernelElement,

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from netscaffold.backends.linux import tools
-from netscaffold.backends.linux.layout import ALIAS_PREFIX, LabLayout, check_lab_name, lab_namespace_prefix
 from netscaffold.errors import BackendError, ValidationError
 from netscaffold.formats.render import iproute2 as ip_render
 from netscaffold.formats.render import nftables as nft_render
 from netscaffold.formats.render import tc as tc_render
+from netscaffold.formats.render.layout import ALIAS_PREFIX, LabLayout, check_lab_name, lab_namespace_prefix
 from netscaffold.formats.render.objects import KernelClass
 from netscaffold.model.topology import NodeKind
 

@@ -14,7 +14,6 @@ import errno
 import socket
 from collections.abc import Iterable
 
-from netscaffold.backends.linux.layout import LabLayout
 from netscaffold.backends.linux.netlink import (
     _HDR,
     RTM_DELROUTE,
@@ -24,6 +23,7 @@ from netscaffold.backends.linux.netlink import (
     route_at,
 )
 from netscaffold.backends.linux.session import open_in_namespace
+from netscaffold.formats.render.layout import LabLayout
 from netscaffold.formats.render.objects import ROUTE_PROTOCOLS
 from netscaffold.model.config import NextHop
 from netscaffold.model.events import RouteUpdate

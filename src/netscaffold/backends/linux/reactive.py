@@ -29,13 +29,13 @@ from typing import Any
 
 from netscaffold.backends.linux import tools
 from netscaffold.backends.linux.backend import LinuxBackend
-from netscaffold.backends.linux.desired import Allocation, render_item
 from netscaffold.backends.linux.netlink import NF_ACCEPT, QueuedPacket, QueueSocket
 from netscaffold.backends.linux.plans import shortest_path
 from netscaffold.backends.linux.readback import element_write
 from netscaffold.backends.linux.session import open_in_namespace
 from netscaffold.errors import BackendError
 from netscaffold.formats.render import nftables as nft_render
+from netscaffold.formats.render.desired import Allocation, render_item
 from netscaffold.formats.render.objects import KernelElement, KernelRoute
 from netscaffold.model.config import ConfigItem, FirewallRule, FlowMatch, NextHop, Origin, Route
 from netscaffold.model.topology import NodeKind

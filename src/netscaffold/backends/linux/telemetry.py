@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
-from netscaffold.backends.linux.layout import LabLayout
 from netscaffold.backends.linux.session import SessionPool
+from netscaffold.formats.render.layout import LabLayout
 from netscaffold.formats.render.tc import DEFAULT_MINOR, ROOT_MINOR
 from netscaffold.model.metrics import PerformanceSample
 

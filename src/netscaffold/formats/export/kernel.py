@@ -1,5 +1,5 @@
-"""Per-node kernel exports of a NetworkConfig: the objects come from the Linux backend's pure mapping
-(``backends.linux.desired.render_config`` over ``LabLayout``: the lab's interface names and addresses),
+"""Per-node kernel exports of a NetworkConfig: the objects come from the pure mapping the Linux backend also uses
+(``formats.render.desired.render_config`` over ``LabLayout``: the lab's interface names and addresses),
 the text/JSON from :mod:`netscaffold.formats.render` (one renderer per tool). Nothing here runs a tool."""
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def export_nodes(
     lab: str = "export",
     forward_policy: str = "accept",
 ) -> list[NodeExport]:
-    from netscaffold.backends.linux.desired import Allocation, render_config
-    from netscaffold.backends.linux.layout import ALIAS_PREFIX, LabLayout
+    from netscaffold.formats.render.desired import Allocation, render_config
+    from netscaffold.formats.render.layout import ALIAS_PREFIX, LabLayout
 
     layout = LabLayout.of(lab, topology)
     objects, _ = render_config(config, layout, Allocation(), now_s)

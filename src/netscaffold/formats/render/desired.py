@@ -13,12 +13,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from netscaffold.backends.linux.layout import LabLayout
 from netscaffold.errors import PlanError
 from netscaffold.formats.render import nftables as nft_render
 from netscaffold.formats.render import records
 from netscaffold.formats.render import tc as tc_render
 from netscaffold.formats.render.iproute2 import kernel_route
+from netscaffold.formats.render.layout import LabLayout
 from netscaffold.formats.render.objects import (
     ROUTE_PROTOCOLS,
     KernelClass,
