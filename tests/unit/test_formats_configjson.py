@@ -79,7 +79,8 @@ def test_formats_does_not_import_the_service_or_a_backend() -> None:
     code = (
         "import sys, netscaffold.formats.configjson, netscaffold.formats.export.k8s,"
         " netscaffold.formats.export.kernel, netscaffold.formats.render.desired;"
-        "print(sorted(m for m in sys.modules if m.startswith(('netscaffold.service', 'netscaffold.backends'))))"
+        "print(sorted(m for m in sys.modules"
+        " if m.startswith(('netscaffold.service', 'netscaffold.backends'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -1,5 +1,6 @@
-"""Per-node kernel exports of a NetworkConfig: the objects come from the pure mapping the Linux backend also uses
-(``formats.render.desired.render_config`` over ``LabLayout``: the lab's interface names and addresses),
+"""Per-node kernel exports of a NetworkConfig: the objects come from the pure mapping the Linux backend
+also uses (``formats.render.desired.render_config`` over ``LabLayout``: the lab's interface names and
+addresses),
 the text/JSON from :mod:`netscaffold.formats.render` (one renderer per tool). Nothing here runs a tool."""
 
 from __future__ import annotations
