@@ -29,7 +29,10 @@ def test_token_is_stored_hashed_and_verifies(store: Store) -> None:
     with store.transaction() as conn:
         secret, info = tokens.create(conn, Role.OPERATOR, now_s=100.0, ttl_s=None, label="ci")
     raw = (store.path).read_bytes() + Path(f"{store.path}-wal").read_bytes()
-    assert secret.split("_")[-1].encode() not in raw
+    # the secret part follows "<prefix><token id>_" (and may itself contain "_")
+    hidden = secret.removeprefix(f"{tokens.PREFIX}{info.token_id}_")
+    assert len(hidden) >= 32
+    assert hidden.encode() not in raw
     with store.reading() as conn:
         found = tokens.verify(conn, secret, 200.0)
     assert found is not None
