@@ -12,7 +12,7 @@ Overhead: the wall time per empty task over a batch of empty tasks on the warm c
 
 One thread per worker in both modes: BLAS/OpenMP threads are pinned to 1 here (Ray does the same in its
 workers) and the LSTM runs with ``threads=1``. Target: sweep speedup >= 1.7 on 2 cores.
-Usage: python benchmarks/bench_distributed.py [--runs 20] [--duration 30] [--pairs 100000] [--json]
+Usage: python benchmarks/bench_distributed.py [--runs 20] [--duration 120] [--pairs 100000] [--json]
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def inference(pairs: int, horizon: int = 5, steps: int = 48) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20, help="seeds in the sweep (one comparison each)")
-    parser.add_argument("--duration", type=float, default=30.0, help="simulated seconds per run")
+    parser.add_argument("--duration", type=float, default=120.0, help="simulated seconds per run")
     parser.add_argument("--pairs", type=int, default=100_000, help="pairs for the inference part (0: skip)")
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
