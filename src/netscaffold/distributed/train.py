@@ -270,13 +270,13 @@ def evaluate_on_ray(
     model_kwargs: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """``forecast evaluate --ray SPEC``: each model is fitted in its own Ray task (one CPU, the model's
-    fixed thread count, as in one process), then scored here exactly as
-    :func:`netscaffold.predict.evaluate.evaluate_models` scores: the same numbers, fitted in parallel."""
+    fixed thread count, as in one process), then scored here by the same
+    :func:`netscaffold.predict.evaluate.score_fitted` that ``evaluate_models`` uses: the same numbers,
+    fitted in parallel."""
     from netscaffold.distributed.connection import connect
     from netscaffold.distributed.inference import get_unwrapped
     from netscaffold.predict.base import check_horizon
-    from netscaffold.predict.calibration import targets
-    from netscaffold.predict.evaluate import best_baselines, score, train_split
+    from netscaffold.predict.evaluate import score_fitted, train_split
 
     if not names:
         raise ConfigError("no model to evaluate", field="models")
@@ -295,27 +295,8 @@ def evaluate_on_ray(
         fitted_list = get_unwrapped(ray, refs)
     fitted = {name: model for name, (model, _) in zip(names, fitted_list, strict=True)}
     train_s = {name: seconds for name, (_, seconds) in zip(names, fitted_list, strict=True)}
-    context = max(m.min_context for m in fitted.values())
-    origins = series.origins(context, max_h, start=split)
-    if origins.size == 0:
-        raise TrafficError(
-            f"no test origin after step {split} with {context} steps of history and {max_h} targets",
-            field="tm",
-        )
-    actual = targets(series, origins, max_h)
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    predict_s: dict[str, float] = {}
-    for name, model in fitted.items():
-        start = time.perf_counter()
-        forecast = model.predict_at(series, origins, max_h)
-        predict_s[name] = time.perf_counter() - start
-        results[name] = {str(h): score(forecast, actual, h) for h in horizons}
     return {
-        "models": results,
-        "best_baseline": best_baselines(results, horizons),
-        "train_s": train_s,
-        "predict_s": predict_s,
-        "split": {"train_steps": split, "test_origins": int(origins.size), "pairs": series.n_pairs},
+        **score_fitted(series, fitted, train_s, split=split, horizons=horizons),
         "ray": {"tasks": len(names)},
     }
 

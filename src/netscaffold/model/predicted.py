@@ -101,6 +101,10 @@ class PredictedGraph:
                 return i
         raise ValidationError(f"quantile {level} not among {self.quantile_levels}", field="quantile_levels")
 
+    def nearest_quantile_index(self, level: float) -> int:
+        """The index of the quantile level closest to ``level`` (the first one on a tie)."""
+        return nearest_quantile(self.quantile_levels, level)
+
     def paths_of(self, pair_idx: int) -> list[tuple[tuple[str, ...], float]]:
         if not self.paths or self.path_pair is None or self.path_prob is None:
             return []
@@ -110,3 +114,8 @@ class PredictedGraph:
     def any_activity(self) -> FloatArray:
         """P(the pair is active at least once in the horizon), steps treated as independent."""
         return np.asarray(1.0 - np.prod(1.0 - self.activity, axis=0), dtype=np.float64)
+
+
+def nearest_quantile(levels: tuple[float, ...], wanted: float) -> int:
+    """The index in ``levels`` closest to ``wanted`` (the first one on a tie)."""
+    return int(np.argmin([abs(level - wanted) for level in levels]))

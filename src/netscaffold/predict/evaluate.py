@@ -76,6 +76,20 @@ def evaluate_models(
         start = time.perf_counter()
         fitted[name] = model.fit(train)
         train_s[name] = time.perf_counter() - start
+    return score_fitted(series, fitted, train_s, split=split, horizons=horizons)
+
+
+def score_fitted(
+    series: PairSeries,
+    fitted: Mapping[str, Forecaster],
+    train_s: Mapping[str, float],
+    *,
+    split: int,
+    horizons: Sequence[int],
+) -> dict[str, Any]:
+    """Rolling-origin scores of models fitted on ``series[:split]``, over every origin after it (the
+    document `forecast evaluate --json` prints; in one process or after fits on Ray)."""
+    max_h = max(horizons)
     context = max(m.min_context for m in fitted.values())
     origins = series.origins(context, max_h, start=split)
     if origins.size == 0:
@@ -94,7 +108,7 @@ def evaluate_models(
     return {
         "models": results,
         "best_baseline": best_baselines(results, horizons),
-        "train_s": train_s,
+        "train_s": dict(train_s),
         "predict_s": predict_s,
         "split": {"train_steps": split, "test_origins": int(origins.size), "pairs": series.n_pairs},
     }

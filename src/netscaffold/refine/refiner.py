@@ -371,8 +371,7 @@ def _step_forecast(predicted: PredictedGraph | None, step: int, quantile: float)
     """Pair -> the forecast quantile for one horizon step (the last step when ``step`` is past it)."""
     if predicted is None or predicted.horizon == 0 or not predicted.pairs:
         return {}
-    levels = predicted.quantile_levels
-    q = min(range(len(levels)), key=lambda i: abs(levels[i] - quantile))
+    q = predicted.nearest_quantile_index(quantile)
     values = predicted.bandwidth_bps[min(step, predicted.horizon - 1), :, q]
     return {pair: float(v) for pair, v in zip(predicted.pairs, values.tolist(), strict=True)}
 

@@ -130,7 +130,7 @@ class PairTable:
             risk = scaffolder.policy.risk(qos.name)
             valid[i] = True
             min_probability[i] = risk.min_probability
-            quantile_index[i] = nearest_quantile(levels, risk.reserve_quantile)
+            quantile_index[i] = predicted.nearest_quantile_index(risk.reserve_quantile)
             needs_pin[i] = qos.needs_reservation or qos.needs_circuit
             by_prefixes[(mk.host_prefix(s.address), mk.host_prefix(d.address))].append(i)
         return cls(
@@ -160,10 +160,6 @@ class PairTable:
         if key[0] == "firewall":
             return [self.pairs[i] for i in self.by_prefixes.get((key[2], key[3]), [])]
         return []
-
-
-def nearest_quantile(levels: tuple[float, ...], wanted: float) -> int:
-    return int(np.argmin([abs(level - wanted) for level in levels]))
 
 
 @dataclass
