@@ -24,6 +24,14 @@ def serve(
         bool, typer.Option("--insecure-http", help="serve plain HTTP (logged as a warning)")
     ] = False,
     max_body_bytes: Annotated[int, typer.Option(help="request body limit (413 above)")] = 16 * 1024 * 1024,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="run retrain and forecast inference on Ray: auto, local or HOST:PORT (default: here)",
+        ),
+    ] = None,
+    ray_shards: Annotated[int, typer.Option(help="inference shards (Ray actors) with --ray")] = 2,
 ) -> None:
     """Run the netscaffold REST API (OpenAPI at /openapi.json, metrics at /metrics)."""
     import logging
@@ -35,9 +43,26 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if max_body_bytes < 1024:
         raise ConfigError("must be at least 1024", field="max_body_bytes")
+    if ray_shards < 1:
+        raise ConfigError("must be at least 1", field="ray_shards")
     host, port = parse_listen(listen)
+    if ray is not None:
+        from netscaffold.distributed.connection import parse_ray_spec
+
+        parse_ray_spec(ray)  # a bad value is refused before anything starts
     options = ServeOptions(
-        host, port, state, backend, tls_cert, tls_key, client_ca, insecure_http, max_body_bytes, lab
+        host,
+        port,
+        state,
+        backend,
+        tls_cert,
+        tls_key,
+        client_ca,
+        insecure_http,
+        max_body_bytes,
+        lab,
+        ray=ray,
+        ray_shards=ray_shards,
     )
     run_server(options)
 

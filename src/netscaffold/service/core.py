@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from netscaffold.backends.protocol import Backend, ManualClock
 from netscaffold.errors import BackendUnavailableError, ConfigError, NetscaffoldError, PlanError
@@ -28,6 +28,10 @@ from netscaffold.service.metrics import ServiceMetrics
 from netscaffold.service.schemas import StrategySettings
 from netscaffold.service.store import Store, audit, put_kv
 
+if TYPE_CHECKING:
+    from netscaffold.predict.base import Forecast
+    from netscaffold.service.forecast import AnalyticsJob, RetrainResult
+
 log = logging.getLogger(__name__)
 BACKENDS = ("sim", "linux")
 
@@ -38,6 +42,24 @@ class ConflictError(NetscaffoldError):
 
 class NotFoundError(NetscaffoldError):
     """The addressed object does not exist (HTTP 404)."""
+
+
+class AnalyticsRunner(Protocol):
+    """Where the service's heavy analytics run: in process (``service.forecast.InProcessAnalytics``, the
+    default) or on Ray (``distributed.service.RayAnalytics``, ``serve --ray``). Called from a route's
+    worker thread, never on the event loop; a runner that lost its cluster raises
+    BackendUnavailableError (HTTP 503)."""
+
+    remote: bool
+    """True when jobs leave this process (they are then counted in ``netscaffold_ray_jobs_total``)."""
+
+    def forecast(self, job: AnalyticsJob) -> Forecast | None: ...
+
+    def retrain(self, job: AnalyticsJob) -> RetrainResult: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 def config_digest(config: NetworkConfig) -> str:
@@ -53,6 +75,7 @@ class ServiceCore:
         backend: str = "sim",
         lab: str = "nsd",
         clock: Callable[[], float] = time.time,
+        analytics: AnalyticsRunner | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r} (sim, linux)", field="backend")
@@ -64,6 +87,11 @@ class ServiceCore:
         self.store = Store(state_dir)
         self.events = EventLog()
         self.metrics = ServiceMetrics()
+        if analytics is None:
+            from netscaffold.service.forecast import InProcessAnalytics
+
+            analytics = InProcessAnalytics()
+        self.analytics: AnalyticsRunner = analytics
         self.topology: Topology | None = None
         self.backend: Backend | None = None
         self.backend_error: str | None = None
@@ -220,6 +248,7 @@ class ServiceCore:
             if self.backend is not None:
                 self.backend.close()
             self.store.close()
+            self.analytics.close()
 
 
 def _linux_backend(topology: Topology, config: NetworkConfig, lab: str, budget: ProvisionalBudget) -> Backend:

@@ -42,6 +42,13 @@ class ServiceMetrics:
             registry=r,
         )
         self.retrains = Counter("netscaffold_retrains", "Forecaster (re)trainings", registry=r)
+        self.ray_jobs = Counter(
+            "netscaffold_ray_jobs",
+            "Analytics jobs run on Ray (serve --ray) by kind (retrain, forecast) and outcome (ok, refused, "
+            "unavailable, failed)",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.samples = Counter("netscaffold_telemetry_samples", "Telemetry samples ingested", registry=r)
         self.auth_failures = Counter(
             "netscaffold_auth_failures", "Requests refused by authentication", ["reason"], registry=r

@@ -7,8 +7,12 @@ import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netscaffold.errors import ConfigError
+
+if TYPE_CHECKING:
+    from netscaffold.service.core import AnalyticsRunner
 
 log = logging.getLogger("netscaffold.service")
 
@@ -25,6 +29,9 @@ class ServeOptions:
     insecure_http: bool = False
     max_body_bytes: int = 16 * 1024 * 1024
     lab: str = "nsd"
+    ray: str | None = None
+    """``--ray auto|local|ADDRESS``: run the heavy analytics on Ray (None: in this process)."""
+    ray_shards: int = 2
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -59,6 +66,17 @@ def event_loop_and_parser() -> tuple[str, str]:
     return loop, http
 
 
+def _analytics(options: ServeOptions) -> AnalyticsRunner | None:
+    """The Ray runner for ``--ray`` (connected now: an unreachable head fails here, before listening)."""
+    if options.ray is None:
+        return None
+    from netscaffold.distributed.service import connect_analytics
+
+    runner = connect_analytics(options.ray, shards=options.ray_shards)
+    log.info("analytics on Ray at %s (%d inference shards)", runner.address, runner.shards)
+    return runner
+
+
 def serve(options: ServeOptions) -> None:
     import uvicorn
 
@@ -66,7 +84,13 @@ def serve(options: ServeOptions) -> None:
     from netscaffold.service.core import ServiceCore
 
     _check_tls(options)
-    core = ServiceCore(options.state_dir, backend=options.backend, lab=options.lab)
+    analytics = _analytics(options)
+    try:
+        core = ServiceCore(options.state_dir, backend=options.backend, lab=options.lab, analytics=analytics)
+    except BaseException:
+        if analytics is not None:
+            analytics.close()
+        raise
     app = create_app(core, max_body_bytes=options.max_body_bytes)
     kwargs: dict[str, object] = {}
     if options.insecure_http:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import Response
 
+from netscaffold import __version__
 from netscaffold.formats import configjson
 from netscaffold.service import forecast, ingest
 from netscaffold.service.auth import Principal, requires
@@ -96,7 +97,24 @@ async def get_model(request: Request, _: Viewer) -> Response:
 
 @router.post("/model/retrain", tags=["forecast"])
 def post_retrain(request: Request, who: Admin) -> dict[str, Any]:
+    """Score and refit the forecaster (a sync route: FastAPI runs it in its thread pool, so the event loop
+    keeps serving while the fit runs, in process or as a Ray task under ``serve --ray``)."""
     return forecast.retrain(core_of(request), who.actor)
+
+
+@router.get("/status", tags=["health"])
+def get_status(request: Request, _: Viewer) -> dict[str, Any]:
+    """What this instance runs on: the backend and where the analytics run (``ray``: on, address,
+    whether the cluster answers now)."""
+    core = core_of(request)
+    return {
+        "version": __version__,
+        "backend": core.backend_name,
+        "backend_error": core.backend_error,
+        "topology": None if core.topology is None else core.topology.name,
+        "forecaster": core.settings.forecaster,
+        "analytics": core.analytics.status(),
+    }
 
 
 @router.get("/settings", tags=["settings"], response_model=StrategySettings)
