@@ -148,7 +148,11 @@ def test_telemetry_directory_input(tmp_path: Path, capsys: pytest.CaptureFixture
     tiny = {"window": 8, "hidden": 8, "epochs": 1, "windows_per_epoch": 512, "device": "cpu"}
     make_forecaster("lstm", horizon=3, **tiny).fit(data.series).save(ckpt)
 
-    assert checkpoint_info(ckpt)["config"]["features"][3:11] == list(EXOG_NAMES)
+    features = checkpoint_info(ckpt)["config"]["features"]
+    # pairs of a microservices run go idle: the window carries their on/off flags too
+    assert features[:4] == ["dlog_traffic", "active", "tod_sin", "tod_cos"]
+    assert features[4:12] == list(EXOG_NAMES)
+    assert "pair_active_share" in features
     code, out_text, err = run_cli(
         [
             "forecast",

@@ -161,3 +161,49 @@ def test_seasonal_hint_is_used_when_four_days_are_there(series: PairSeries, tmp_
     assert np.array_equal(
         model.predict_at(series, origins, 3).quantiles, loaded.predict_at(series, origins, 3).quantiles
     )
+
+
+def on_off_series(steps: int = 400, pairs: int = 6, seed: int = 0) -> PairSeries:
+    """Pairs that switch on and off in runs (a two-state Markov chain, staying put with p = 0.9)."""
+    rng = np.random.default_rng(seed)
+    on = np.zeros((steps, pairs), dtype=bool)
+    on[0] = rng.random(pairs) < 0.5
+    for t in range(1, steps):
+        flip = rng.random(pairs) < 0.1
+        on[t] = on[t - 1] ^ flip
+    values = np.where(on, rng.lognormal(3.0, 0.3, (steps, pairs)), 0.0)
+    names = tuple(f"n{i}" for i in range(pairs + 1))
+    tm = np.zeros((steps, pairs + 1, pairs + 1))
+    for p in range(pairs):
+        tm[:, p, p + 1] = values[:, p]
+    return PairSeries.from_tm(TrafficMatrixSeries(tm, names, 1.0, "Mbit/s"))
+
+
+def test_on_off_flags_only_for_series_that_go_idle(series: PairSeries, fitted: LstmForecaster) -> None:
+    assert "active" not in fitted.features
+    assert "pair_active_share" not in fitted.features
+    model = make_forecaster("lstm", horizon=3, **TINY).fit(on_off_series().slice(0, 300))
+    assert isinstance(model, LstmForecaster)
+    assert model.features[:2] == ("dlog_traffic", "active")
+    assert "pair_active_share" in model.features
+    forced = make_forecaster("lstm", horizon=3, activity_input=0, **TINY).fit(on_off_series().slice(0, 300))
+    assert "active" not in forced.features
+
+
+def test_activity_forecast_tells_on_from_off(tmp_path: Path) -> None:
+    """The level-invariant traffic input hides whether a pair is on; the on/off flags give it back, so
+    the activity head separates pairs on now (likely on next step) from pairs off now."""
+    data = on_off_series()
+    opts = {**TINY, "epochs": 6, "windows_per_epoch": 4096, "activity_weight": 1.0, "lr": 0.01}
+    model = make_forecaster("lstm", horizon=1, **opts).fit(data.slice(0, 300))
+    origins = np.arange(320, 398)
+    forecast = model.predict_at(data, origins, 1)
+    on_now = data.values[origins - 1] > 0
+    prob = forecast.activity[:, 0, :]
+    on_pairs = [i for i, (a, b) in enumerate(data.pairs) if int(b[1:]) == int(a[1:]) + 1]
+    prob, on_now = prob[:, on_pairs], on_now[:, on_pairs]
+    assert prob[on_now].mean() > 0.7 > 0.3 > prob[~on_now].mean()
+    path = tmp_path / "onoff.ckpt"
+    model.save(path)
+    again = load_checkpoint(path)
+    assert np.array_equal(again.predict_at(data, origins, 1).activity, forecast.activity)

@@ -42,6 +42,7 @@ MAX_RESTARTS = 3
 PER_PAIR_AXIS: dict[str, int] = {
     "scaler.mu": 0,  # LstmForecaster: per-pair log mean / spread
     "scaler.sd": 0,
+    "scaler.active_share": 0,
     "table": 0,  # HistoricalQuantile: [P, Q]
     "residual_quantiles": 1,  # PointBaseline: [H, P, Q]
     "activity_counts": 1,  # ActivityModel: [H, P, 2, 2]

@@ -85,7 +85,7 @@ class ForecastPredictor:
             self._stream.push(row)
 
     def predict(self, now_s: float) -> PredictedGraph | None:
-        from netscaffold.predict.graph import PathOptions, build_predicted_graph
+        from netscaffold.predict.graph import likely_pairs_graph
 
         steps = len(self._rows)
         if steps < self.train_ticks or steps < self.forecaster.min_context:
@@ -99,25 +99,15 @@ class ForecastPredictor:
             forecast = self.forecaster.predict(context, self.horizon)
         self._last_point = np.asarray(forecast.point[0, 0], dtype=np.float64)
         self.point_history[steps] = self._last_point
-        keep = np.flatnonzero(forecast.activity[0].max(axis=0) >= self.min_activity)
-        if keep.size == 0:
-            return None
-        sub = type(forecast)(
-            origins=forecast.origins,
-            levels=forecast.levels,
-            quantiles=forecast.quantiles[:, :, keep, :],
-            activity=forecast.activity[:, :, keep],
-        )
-        return build_predicted_graph(
-            sub,
-            [self.index.pairs[i] for i in keep],
+        return likely_pairs_graph(
+            forecast,
+            self.index.pairs,
+            min_activity=self.min_activity,
             topology=self.topology,
             finder=self.finder,
             qos=self.qos,
             t0_s=now_s,
             step_s=self.tick_s,
-            bps_factor=1.0,
-            options=PathOptions(mode="ecmp"),
         )
 
     def retrain(self) -> None:

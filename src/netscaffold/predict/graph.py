@@ -102,6 +102,43 @@ def build_predicted_graph(
     )
 
 
+def likely_pairs_graph(
+    forecast: Forecast,
+    pairs: Sequence[Pair],
+    *,
+    min_activity: float,
+    topology: Topology,
+    finder: PathFinder,
+    qos: QosPolicy,
+    t0_s: float,
+    step_s: float,
+) -> PredictedGraph | None:
+    """The graph of the next horizon (the forecast's first origin, ECMP paths) over the pairs whose
+    P(active within the horizon), as the scaffolder reads it (:meth:`PredictedGraph.any_activity`), reaches
+    ``min_activity``; None when no pair does. What the engine and the service forecast each tick."""
+    any_activity = 1.0 - np.prod(1.0 - forecast.activity[0], axis=0)
+    keep = np.flatnonzero(any_activity >= min_activity)
+    if keep.size == 0:
+        return None
+    sub = Forecast(
+        origins=forecast.origins,
+        levels=forecast.levels,
+        quantiles=forecast.quantiles[:, :, keep, :],
+        activity=forecast.activity[:, :, keep],
+    )
+    return build_predicted_graph(
+        sub,
+        [pairs[i] for i in keep.tolist()],
+        topology=topology,
+        finder=finder,
+        qos=qos,
+        t0_s=t0_s,
+        step_s=step_s,
+        bps_factor=1.0,
+        options=PathOptions(mode="ecmp"),
+    )
+
+
 def candidate_paths(
     finder: PathFinder,
     src: str,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 INFER_CHUNK = 32_768
+IDLE_SHARE_FOR_FLAGS = 0.1
 
 
 @contextlib.contextmanager
@@ -81,6 +82,7 @@ class LstmForecaster(Forecaster):
         median_weight: float = 1.0,
         pair_stats: bool = True,
         seasonal_lag: int = -1,
+        activity_input: int = -1,
         device: str = "auto",
         threads: int = 1,
         progress: bool = False,
@@ -96,6 +98,7 @@ class LstmForecaster(Forecaster):
             "lr": lr, "windows_per_epoch": windows_per_epoch, "patience": patience,
             "activity_weight": activity_weight, "threads": threads, "lr_decay": lr_decay,
             "median_weight": median_weight, "pair_stats": pair_stats, "seasonal_lag": seasonal_lag,
+            "activity_input": activity_input,
         }  # fmt: skip
         self.device_request = device
         self.progress = progress
@@ -120,6 +123,7 @@ class LstmForecaster(Forecaster):
             seasonal_lag=max(int(self.hyper["seasonal_lag"]), 0),
             pair_stats=bool(self.hyper["pair_stats"]),
             exog_names=exog_names,
+            activity_flag=int(self.hyper.get("activity_input", 0)) > 0,
         )
 
     def _resolve_seasonal_lag(self, history: PairSeries, split: int) -> None:
@@ -129,9 +133,19 @@ class LstmForecaster(Forecaster):
         day_steps = round(DAY_S / history.interval_s)
         self.hyper["seasonal_lag"] = day_steps if day_steps >= self.horizon and split >= 4 * day_steps else 0
 
+    def _resolve_activity_input(self, history: PairSeries, split: int) -> None:
+        """``-1`` (auto): feed the window's on/off flags when pairs go idle (at least
+        ``IDLE_SHARE_FOR_FLAGS`` of the training values are 0), which the level-invariant traffic input
+        hides; series that are always on (traffic matrices) get no such input."""
+        if int(self.hyper["activity_input"]) >= 0:
+            return
+        idle_share = float(np.mean(history.values[:split] <= 0.0))
+        self.hyper["activity_input"] = int(idle_share >= IDLE_SHARE_FOR_FLAGS)
+
     # -- fitting ---------------------------------------------------------------------------------
     def _fit(self, history: PairSeries, split: int) -> None:
         self._resolve_seasonal_lag(history, split)
+        self._resolve_activity_input(history, split)
         self.spec = self._spec(history.exog_names)
         window, horizon = self.min_context, self.horizon
         train_origins = history.origins(window, horizon, stop=split)
@@ -289,18 +303,27 @@ class LstmForecaster(Forecaster):
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self._require_net().state_dict().items()}
-        return {"scaler.mu": self.scaler.mu, "scaler.sd": self.scaler.sd, **state}
+        scaler = {"scaler.mu": self.scaler.mu, "scaler.sd": self.scaler.sd}
+        if self.scaler.active_share is not None:
+            scaler["scaler.active_share"] = self.scaler.active_share
+        return {**scaler, **state}
 
     def restore(self, config: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
         import torch
 
+        if int(self.hyper.get("activity_input", -1)) < 0:
+            self.hyper["activity_input"] = 0  # checkpoints from before the on/off input
         self.spec = self._spec(tuple(config.get("exog_names", ())))
         if tuple(config["features"]) != self.features:
             raise CheckpointError(
                 f"feature list {config['features']} does not match the model", element="lstm"
             )
-        self.scaler = Scaler(arrays["scaler.mu"], arrays["scaler.sd"], float(config["max_log"]))
-        if self.scaler.mu.shape != (len(self.pairs),) or self.scaler.sd.shape != (len(self.pairs),):
+        share = arrays.get("scaler.active_share")  # absent in checkpoints without the on/off input
+        self.scaler = Scaler(arrays["scaler.mu"], arrays["scaler.sd"], float(config["max_log"]), share)
+        if self.spec.activity_flag and self.spec.pair_stats and share is None:
+            raise CheckpointError("the pairs' active shares are missing", element="lstm")
+        shapes = {a.shape for a in (self.scaler.mu, self.scaler.sd, share) if a is not None}
+        if shapes != {(len(self.pairs),)}:
             raise CheckpointError("scalers do not match the checkpoint's pairs", element="lstm")
         self.history_log = list(config.get("history", []))
         self.train_windows = int(config.get("train_windows", 0))

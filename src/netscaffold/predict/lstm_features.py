@@ -2,8 +2,9 @@
 
 Per pair ``s = (log1p(x) - mu) / sd`` with ``mu``, ``sd`` from the training part; a window is ``s`` over
 the last ``W`` steps minus its last value (the model sees shape, not level, so a pair that doubles its
-traffic is forecast from its new level), with the time of day (sin, cos) of every step and any exogenous
-telemetry features of the pair.
+traffic is forecast from its new level), with, for series whose pairs go idle, each step's on/off flag
+(``x > 0``: the one piece of level the activity forecast needs), the time of day (sin, cos) of every step
+and any exogenous telemetry features of the pair.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 F32Array = npt.NDArray[np.float32]
 SD_FLOOR = 0.05
+IDLE_MARGIN = 1e-3
+"""Standardised margin above the idle level under which a step counts as idle (float32 rounding)."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Scaler:
     mu: FloatArray
     sd: FloatArray
     max_log: float
+    active_share: FloatArray | None = None
+    """Per pair, the share of training steps that carried traffic (how often an idle pair wakes up)."""
 
     @classmethod
     def fit(cls, values: FloatArray) -> Scaler:
@@ -34,15 +39,25 @@ class Scaler:
             mu=logged.mean(axis=0),
             sd=np.maximum(logged.std(axis=0), SD_FLOOR),
             max_log=float(logged.max()) + 2.0,
+            active_share=np.mean(values > 0.0, axis=0),
         )
 
     def standardise(self, values: FloatArray) -> F32Array:
         return ((np.log1p(values) - self.mu) / self.sd).astype(np.float32)
 
-    def pair_stats(self) -> F32Array:
+    def idle_level(self) -> FloatArray:
+        """Per pair, the standardised value of 0 bit/s (a step above it carried traffic)."""
+        return -self.mu / self.sd
+
+    def pair_stats(self, with_activity: bool = False) -> F32Array:
         """Per pair ``[P, 2]``: the training mean and spread in log1p space (size and noisiness, not the
-        current level, so a level shift is still not reverted)."""
-        return np.stack([self.mu / 10.0, self.sd], axis=-1).astype(np.float32)
+        current level, so a level shift is still not reverted); ``with_activity`` adds a third column,
+        the share of training steps the pair was active."""
+        columns = [self.mu / 10.0, self.sd]
+        if with_activity:
+            share = self.active_share if self.active_share is not None else np.ones_like(self.mu)
+            columns.append(share)
+        return np.stack(columns, axis=-1).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -58,16 +73,20 @@ class FeatureSpec:
     seasonal_lag: int = 0
     pair_stats: bool = True
     exog_names: tuple[str, ...] = ()
+    activity_flag: bool = False
 
     @property
     def min_context(self) -> int:
         return max(self.window, self.seasonal_lag + 1 if self.seasonal_lag else 0)
 
     def sequence_names(self) -> tuple[str, ...]:
-        return ("dlog_traffic", "tod_sin", "tod_cos", *self.exog_names)
+        flags = ("active",) if self.activity_flag else ()
+        return ("dlog_traffic", *flags, "tod_sin", "tod_cos", *self.exog_names)
 
     def static_names(self) -> tuple[str, ...]:
-        stats = ("pair_log_mean", "pair_log_sd") if self.pair_stats else ()
+        stats: tuple[str, ...] = ("pair_log_mean", "pair_log_sd") if self.pair_stats else ()
+        if self.pair_stats and self.activity_flag:
+            stats += ("pair_active_share",)
         seasonal = tuple(f"seasonal_delta_h{h + 1}" for h in range(self.horizon)) if self.seasonal_lag else ()
         return (*stats, *seasonal)
 
@@ -82,13 +101,16 @@ class FeatureSpec:
         level = scaled[steps, pair_idx[:, None]]
         last = level[:, -1]
         angle = 2.0 * np.pi * series.time_of_day[steps]
-        sequence = np.stack([level - last[:, None], np.sin(angle), np.cos(angle)], axis=-1).astype(np.float32)
+        columns = [level - last[:, None], np.sin(angle), np.cos(angle)]
+        if self.activity_flag:
+            columns.insert(1, level > scaler.idle_level()[pair_idx][:, None] + IDLE_MARGIN)
+        sequence = np.stack(columns, axis=-1).astype(np.float32)
         if series.exog is not None:
             exog = series.exog[steps, pair_idx[:, None]].astype(np.float32)
             sequence = np.concatenate([sequence, exog], axis=-1)
         static: list[F32Array] = []
         if self.pair_stats:
-            static.append(scaler.pair_stats()[pair_idx])
+            static.append(scaler.pair_stats(self.activity_flag)[pair_idx])
         if self.seasonal_lag:
             base = origins - self.seasonal_lag
             ahead = scaled[base[:, None] + np.arange(self.horizon)[None, :], pair_idx[:, None]]
@@ -106,8 +128,10 @@ class FeatureSpec:
         level = scaled[steps].transpose(0, 2, 1)  # [O, P, W]
         last = level[..., -1]
         angle = 2.0 * np.pi * series.time_of_day[steps]  # [O, W]
-        parts = [
-            (level - last[..., None])[..., None],
+        parts = [(level - last[..., None])[..., None]]
+        if self.activity_flag:
+            parts.append((level > scaler.idle_level()[None, :, None] + IDLE_MARGIN)[..., None])
+        parts += [
             np.broadcast_to(np.sin(angle)[:, None, :, None], (n_orig, n_pairs, self.window, 1)),
             np.broadcast_to(np.cos(angle)[:, None, :, None], (n_orig, n_pairs, self.window, 1)),
         ]
@@ -116,7 +140,7 @@ class FeatureSpec:
         sequence = np.concatenate(parts, axis=-1, dtype=np.float32).reshape(n_orig * n_pairs, self.window, -1)
         static: list[F32Array] = []
         if self.pair_stats:
-            static.append(np.tile(scaler.pair_stats(), (n_orig, 1)))
+            static.append(np.tile(scaler.pair_stats(self.activity_flag), (n_orig, 1)))
         if self.seasonal_lag:
             base = origins - self.seasonal_lag
             ahead = scaled[base[:, None] + np.arange(self.horizon)[None, :]]  # [O, H, P]

@@ -194,6 +194,7 @@ class ScenarioRunner:
             )
         model = name.partition(":")[2]
         options: dict[str, Any] = dict(sc.lstm) if model == "lstm" else {}
+        options.setdefault("levels", self._forecast_levels())
         features = endpoint_features(self.workload.telemetry.apps()) if model == "lstm" else None
         return ForecastPredictor(
             model,
@@ -205,9 +206,25 @@ class ScenarioRunner:
             train_ticks=self.train_ticks,
             seed=sc.seed,
             model_options=options,
+            min_activity=self._min_probability(),
             endpoint_features=features,
             endpoint_names=self.workload.telemetry.endpoints,
         )
+
+    def _min_probability(self) -> float:
+        """Pairs below the lowest ``min_probability`` of any class cannot be scaffolded: the predicted
+        graph leaves them out."""
+        sc = self.scenario
+        return min([sc.risk.min_probability, *(r.min_probability for r in sc.risk_per_class.values())])
+
+    def _forecast_levels(self) -> tuple[float, ...]:
+        """The forecasters' quantile levels: the defaults plus every level the risk settings reserve at,
+        so that a reservation takes the quantile asked for, not the nearest default one."""
+        from netscaffold.predict.base import DEFAULT_LEVELS
+
+        sc = self.scenario
+        wanted = {sc.risk.reserve_quantile, *(r.reserve_quantile for r in sc.risk_per_class.values())}
+        return tuple(sorted(set(DEFAULT_LEVELS) | wanted))
 
     def _live_lab(self, budget: ProvisionalBudget) -> LiveLab:
         """A fresh lab with the workload's flows played as real packets (``backend: linux``)."""

@@ -81,7 +81,13 @@ class Scenario(_Strict):
     risk_per_class: dict[str, RiskSpec] = Field(default_factory=dict)
     refine: RefineSpec = Field(default_factory=RefineSpec)
     lstm: dict[str, Any] = Field(
-        default_factory=lambda: {"epochs": 5, "windows_per_epoch": 8192, "hidden": 32}
+        default_factory=lambda: {
+            "epochs": 10,
+            "windows_per_epoch": 16384,
+            "hidden": 32,
+            "lr": 0.005,
+            "activity_weight": 1.0,
+        }
     )
     """Options of the LSTM forecaster (see `netscaffold.predict.lstm.LstmForecaster`)."""
 

@@ -1,21 +1,34 @@
-"""Forecasting in the service: stored telemetry -> per-step bit/s per pair -> the engine's
-ForecastPredictor -> PredictedGraph (and the Scaffolder's plan from it); retrain fits the configured
-forecaster, checks it on the last horizon it did not see, and saves a checkpoint."""
+"""Forecasting in the service: stored telemetry -> per-step bit/s per pair -> the configured forecaster's
+forecast of the next horizon -> PredictedGraph (and the Scaffolder's plan from it); retrain fits the
+configured forecaster, checks it on the last horizon it did not see, and saves a checkpoint.
+
+The heavy part (fitting, forecasting) is an :class:`AnalyticsJob` handed to the core's analytics runner:
+:class:`InProcessAnalytics` (default) runs it in the route's worker thread; ``serve --ray`` installs
+``netscaffold.distributed.service.RayAnalytics``, which runs the same functions as Ray tasks and forecasts
+through the sharded inference path, with the same numbers. Reading telemetry, building the graph, writing
+the checkpoint and the database stay in the server process.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from netscaffold.errors import TrafficError
+from netscaffold.errors import BackendUnavailableError, NetscaffoldError, TrafficError
 from netscaffold.model.config import NetworkConfig
-from netscaffold.model.metrics import PerformanceSample
 from netscaffold.model.plan import Plan
 from netscaffold.model.predicted import PredictedGraph
+from netscaffold.predict.base import Forecast
 from netscaffold.service.core import ConflictError, ServiceCore
 from netscaffold.service.store import audit
+
+if TYPE_CHECKING:
+    from netscaffold.predict.base import Forecaster
+    from netscaffold.predict.series import PairSeries
 
 
 def _history(core: ServiceCore) -> tuple[list[tuple[str, str]], np.ndarray, float]:
@@ -41,29 +54,9 @@ def _history(core: ServiceCore) -> tuple[list[tuple[str, str]], np.ndarray, floa
     return pairs, values, first * step_s
 
 
-def _predictor(core: ServiceCore, pairs: list[tuple[str, str]], values: np.ndarray) -> Any:
-    from netscaffold.engine.forecasting import ForecastPredictor
-    from netscaffold.engine.predictors import PairIndex
-
+def _job(core: ServiceCore, pairs: list[tuple[str, str]], values: np.ndarray) -> AnalyticsJob:
     s = core.settings
-    index = PairIndex(tuple(pairs))
-    predictor = ForecastPredictor(
-        s.forecaster,
-        index,
-        core.require_topology(),
-        _qos(),
-        tick_s=s.step_s,
-        horizon=s.horizon,
-        train_ticks=2,
-        min_activity=s.min_activity,
-    )
-    empty = np.zeros(0)
-    for row in values:
-        bytes_row = row * s.step_s / 8.0
-        predictor.observe(
-            PerformanceSample(0.0, s.step_s, (), empty, empty, empty, tuple(pairs), bytes_row), []
-        )
-    return predictor
+    return AnalyticsJob(s.forecaster, s.horizon, s.step_s, tuple(pairs), values)
 
 
 def _qos() -> Any:
@@ -73,15 +66,34 @@ def _qos() -> Any:
 
 
 def predicted_graph(core: ServiceCore) -> PredictedGraph | None:
+    """The forecast of the next horizon after the newest telemetry step, as a PredictedGraph (None when
+    there is too little history for the forecaster or no pair is likely active)."""
     pairs, values, start_s = _history(core)
     if values.shape[0] < 2:
         raise ConflictError(f"need telemetry over at least 2 steps of {core.settings.step_s} s")
-    predictor = _predictor(core, pairs, values)
-    try:
-        graph: PredictedGraph | None = predictor.predict(start_s + values.shape[0] * core.settings.step_s)
-    except TrafficError as exc:  # too little history for the forecaster: the state, not the request
-        raise ConflictError(f"not enough telemetry to forecast yet: {exc.reason}") from None
-    return graph
+    job = _job(core, pairs, values)
+    forecast = run_job(core, "forecast", lambda: core.analytics.forecast(job))
+    if forecast is None:
+        return None
+    return _graph(core, job, forecast, start_s + values.shape[0] * core.settings.step_s)
+
+
+def _graph(core: ServiceCore, job: AnalyticsJob, forecast: Forecast, t0_s: float) -> PredictedGraph | None:
+    """The pairs likely active within the horizon, with their ECMP paths (as the engine builds its graph)."""
+    from netscaffold.paths import PathFinder
+    from netscaffold.predict.graph import likely_pairs_graph
+
+    topology = core.require_topology()
+    return likely_pairs_graph(
+        forecast,
+        job.pairs,
+        min_activity=core.settings.min_activity,
+        topology=topology,
+        finder=PathFinder(topology),
+        qos=_qos(),
+        t0_s=t0_s,
+        step_s=job.step_s,
+    )
 
 
 def graph_json(graph: PredictedGraph | None) -> dict[str, Any]:
@@ -132,13 +144,13 @@ def scaffold_plan(core: ServiceCore, current: NetworkConfig, now_s: float) -> Pl
     return Scaffolder(core.require_topology(), _qos(), policy).plan(shifted, current, now_s).plan
 
 
-def _series(pairs: list[tuple[str, str]], values: np.ndarray, step_s: float) -> Any:
+def _series(pairs: tuple[tuple[str, str], ...], values: np.ndarray, step_s: float) -> PairSeries:
     from netscaffold.predict.series import PairSeries
 
     ticks = np.arange(values.shape[0], dtype=np.float64)
     return PairSeries(
-        values=np.ascontiguousarray(values),
-        pairs=tuple(pairs),
+        values=np.array(values, dtype=np.float64, order="C"),  # a writable copy (Ray hands out read-only)
+        pairs=pairs,
         nodes=tuple(dict.fromkeys(p for pair in pairs for p in pair)),
         interval_s=step_s,
         unit="bit/s",
@@ -147,52 +159,151 @@ def _series(pairs: list[tuple[str, str]], values: np.ndarray, step_s: float) -> 
     )
 
 
-def _fit(core: ServiceCore, pairs: list[tuple[str, str]], values: np.ndarray) -> Any:
+# -- the analytics: pure functions of an AnalyticsJob, run by an AnalyticsRunner ----------------------
+@dataclass(frozen=True, eq=False)
+class AnalyticsJob:
+    """What the heavy analytics need (picklable: a Ray task gets it whole): the configured forecaster,
+    horizon and step, and bit/s ``values[T, P]`` of ``pairs`` per step, oldest first."""
+
+    forecaster: str
+    horizon: int
+    step_s: float
+    pairs: tuple[tuple[str, str], ...]
+    values: np.ndarray
+
+    def series(self, stop: int | None = None) -> PairSeries:
+        """The steps before ``stop`` (all by default) as a PairSeries."""
+        return _series(self.pairs, self.values[:stop], self.step_s)
+
+
+@dataclass(frozen=True, eq=False)
+class RetrainResult:
+    model: Forecaster
+    """Fitted on every step of the job."""
+    nmae: float
+    """Of the median forecast of the last horizon by a model fitted on the steps before it (NaN when the
+    history is too short to hold one out)."""
+
+
+def fit_model(job: AnalyticsJob, stop: int | None = None, *, purpose: str = "train") -> Forecaster:
+    """The job's forecaster fitted (seed 0) on the steps before ``stop``; too little history -> 409."""
     from netscaffold.predict import make_forecaster
 
-    s = core.settings
-    forecaster = make_forecaster(s.forecaster, horizon=s.horizon, seed=0)
+    forecaster = make_forecaster(job.forecaster, horizon=job.horizon, seed=0)
     try:
-        return forecaster.fit(_series(pairs, values, s.step_s))
+        return forecaster.fit(job.series(stop))
+    except TrafficError as exc:  # the state, not the request
+        raise ConflictError(f"not enough telemetry to {purpose} yet: {exc.reason}") from None
+
+
+def fit_for_forecast(job: AnalyticsJob) -> Forecaster | None:
+    """The forecaster fitted on the whole job, or None while the history is shorter than its context."""
+    from netscaffold.predict import make_forecaster
+
+    steps = job.values.shape[0]
+    if steps < 2 or steps < make_forecaster(job.forecaster, horizon=job.horizon, seed=0).min_context:
+        return None
+    return fit_model(job, purpose="forecast")
+
+
+def forecast_next(model: Forecaster, job: AnalyticsJob) -> Forecast:
+    """The forecast of the horizon after the job's last step: a baseline from its running state over the
+    whole history, the LSTM from its window (what the engine's ForecastPredictor does)."""
+    series = job.series()
+    try:
+        stream = getattr(model, "stream", None)
+        if stream is not None:
+            forecast: Forecast = stream(series).forecast(job.horizon)
+            return forecast
+        return model.predict(series, job.horizon)
     except TrafficError as exc:
-        raise ConflictError(f"not enough telemetry to train yet: {exc.reason}") from None
+        raise ConflictError(f"not enough telemetry to forecast yet: {exc.reason}") from None
 
 
-def _held_out_nmae(core: ServiceCore, pairs: list[tuple[str, str]], values: np.ndarray) -> float:
+def train_and_score(job: AnalyticsJob) -> RetrainResult:
+    """Score the forecaster on the last horizon it did not see, then fit it on everything."""
+    nmae = _held_out_nmae(job)
+    return RetrainResult(fit_model(job), nmae)
+
+
+def _held_out_nmae(job: AnalyticsJob) -> float:
     """NMAE of the median forecast of the last horizon by a model fitted on everything before it."""
-    horizon = core.settings.horizon
-    if values.shape[0] <= 2 * horizon + 2:
+    horizon = job.horizon
+    steps = job.values.shape[0]
+    if steps <= 2 * horizon + 2:
         return float("nan")
-    seen = values[:-horizon]
     try:
-        model = _fit(core, pairs, seen)
+        model = fit_model(job, stop=steps - horizon)
     except ConflictError:
         return float("nan")
-    point = model.predict(_series(pairs, seen, core.settings.step_s), horizon).point[0]
-    actual = values[-horizon:]
+    point = model.predict(job.series(steps - horizon), horizon).point[0]
+    actual = job.values[-horizon:]
     total = float(np.abs(actual).sum())
     return float(np.abs(point - actual).sum() / total) if total > 0 else float("nan")
 
 
+class InProcessAnalytics:
+    """The default runner: the analytics in the server process (a route's worker thread)."""
+
+    remote = False
+
+    def forecast(self, job: AnalyticsJob) -> Forecast | None:
+        model = fit_for_forecast(job)
+        return None if model is None else forecast_next(model, job)
+
+    def retrain(self, job: AnalyticsJob) -> RetrainResult:
+        return train_and_score(job)
+
+    def status(self) -> dict[str, Any]:
+        return {"ray": False, "address": None}
+
+    def close(self) -> None:
+        return None
+
+
+T = TypeVar("T")
+
+
+def run_job(core: ServiceCore, kind: str, job: Callable[[], T]) -> T:
+    """``job()`` on the core's runner; a remote runner's jobs are counted by kind and outcome."""
+    if not core.analytics.remote:
+        return job()
+    try:
+        result = job()
+    except BackendUnavailableError:
+        core.metrics.ray_jobs.labels(kind=kind, outcome="unavailable").inc()
+        raise
+    except NetscaffoldError:
+        core.metrics.ray_jobs.labels(kind=kind, outcome="refused").inc()
+        raise
+    except Exception:
+        core.metrics.ray_jobs.labels(kind=kind, outcome="failed").inc()
+        raise
+    core.metrics.ray_jobs.labels(kind=kind, outcome="ok").inc()
+    return result
+
+
 def retrain(core: ServiceCore, actor: str) -> dict[str, Any]:
-    """Score the forecaster on the last horizon it did not see, then fit on everything and checkpoint."""
+    """Score the forecaster on the last horizon it did not see, then fit on everything and checkpoint
+    (the fitting on the core's analytics runner; the checkpoint and the database here)."""
     pairs, values, _ = _history(core)
     started = time.perf_counter()
-    nmae = _held_out_nmae(core, pairs, values)
-    full = _fit(core, pairs, values)
+    job = _job(core, pairs, values)
+    result = run_job(core, "retrain", lambda: core.analytics.retrain(job))
+    nmae = result.nmae
     models_dir = core.state_dir / "models"
     models_dir.mkdir(exist_ok=True)
     now = core.now()
-    checkpoint = models_dir / f"{core.settings.forecaster}.ckpt"
-    full.save(checkpoint)
+    checkpoint = models_dir / f"{job.forecaster}.ckpt"
+    result.model.save(checkpoint)
     with core.store.transaction() as conn:
         conn.execute(
             "INSERT INTO models (name, checkpoint, trained_at, steps, retrains) VALUES (?,?,?,?,1) "
             "ON CONFLICT(name) DO UPDATE SET checkpoint = excluded.checkpoint, "
             "trained_at = excluded.trained_at, steps = excluded.steps, retrains = retrains + 1",
-            (core.settings.forecaster, str(checkpoint), now, int(values.shape[0])),
+            (job.forecaster, str(checkpoint), now, int(values.shape[0])),
         )
-        audit(conn, now, actor, "model.retrain", target=core.settings.forecaster, detail=f"nmae={nmae:.4g}")
+        audit(conn, now, actor, "model.retrain", target=job.forecaster, detail=f"nmae={nmae:.4g}")
     core.metrics.retrains.inc()
     if np.isfinite(nmae):
         core.metrics.forecast_error.set(nmae)
