@@ -6,11 +6,17 @@ Needs root. Brings up two uniquely named labs (removed at the end, also on failu
   and HTB reservations, netscaffold's ``apply`` of N items (read, validate, render, diff, write, read back,
   verify) against the raw tool writing the very objects those items render to: ``ip -batch`` lines,
   the ``nft -j -f`` JSON document (the format netscaffold uses), ``tc -batch`` lines, one run per
-  namespace. ratio = raw seconds / netscaffold seconds (1 = as fast as the tool; median of repeats).
+  namespace. ratio = raw seconds / netscaffold seconds (1 = as fast as the tool; median of repeats;
+  before each netscaffold apply every memo of the apply path is emptied, so that applying the same
+  items again is measured as a first apply; ``--warm`` keeps them, as an engine re-applying a config does);
+  ``phases_ms`` splits the median netscaffold apply into its phases (``write``: encoding and the kernel's
+  work; ``read_back``: the kernel's dump and decoding it).
 - ``mixed`` lab, a k=4 fat-tree (36 namespaces): a 1,000-item mixed plan (routes with weighted multipath,
   permits, reservations, circuits) applied from empty (``mixed_apply_ms``), then the same plan with a
   fault at its last step: ``rollback_ms`` is the rollback alone (read back the touched nodes, converge
-  them to the pre-plan objects), ``failed_apply_ms`` the whole failing call.
+  them to the pre-plan objects), ``failed_apply_ms`` the whole failing call; then the veth pool on the
+  same lab: parking every link and building them again from parked pairs, against deleting the pairs
+  and creating new ones (``veth_park_ms_per_pair``, ``veth_delete_ms_per_pair``, ...).
 
 Prints ``{"routes_ratio", "nft_ratio", "tc_ratio", "mixed_apply_ms", "rollback_ms", ...}`` with ``--json``.
 """
@@ -25,9 +31,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
-from netscaffold.backends.linux import tools
+from netscaffold.backends.linux import backend as linux_backend
+from netscaffold.backends.linux import lab as lab_ops
+from netscaffold.backends.linux import netlink, readback, tools
 from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.converge import Step
 from netscaffold.backends.linux.faults import fault_at
@@ -35,9 +43,12 @@ from netscaffold.backends.linux.plans import ROUTE_BASE, mixed_config
 from netscaffold.backends.protocol import ManualClock
 from netscaffold.errors import BackendError
 from netscaffold.formats.generators import attach_endpoints, fat_tree
+from netscaffold.formats.render import desired, records
 from netscaffold.formats.render import iproute2 as ip_render
 from netscaffold.formats.render import nftables as nft_render
-from netscaffold.formats.render.objects import KernelRoute
+from netscaffold.formats.render import tc as tc_render
+from netscaffold.formats.render.layout import LabLayout
+from netscaffold.formats.render.objects import KernelClass, KernelFilter, KernelRoute
 from netscaffold.model import (
     Endpoint,
     FirewallRule,
@@ -91,18 +102,28 @@ def reservation_items(n: int, per_host: int) -> list[ConfigItem]:
 
 def raw_steps(backend: LinuxBackend, items: list[ConfigItem], kind: str) -> list[Step]:
     """The steps netscaffold would run for ``items`` restricted to the tool under test (so the raw tool
-    writes exactly the kernel objects of the items); netscaffold's route steps (netlink, in-process)
-    become the ``ip -batch`` lines of the same routes."""
+    writes exactly the kernel objects of the items); netscaffold's route and tc steps (netlink messages,
+    in-process) become the ``ip -batch`` / ``tc -batch`` lines of the same routes, classes and filters."""
     steps = backend.dry_run(Plan.between(NetworkConfig(), NetworkConfig.of(items)))
-    if kind != "ip":
-        return [step for step in steps if step.tool == kind]
     out = []
     for step in steps:
-        if step.tool == "netlink":
+        if kind == "nft" and step.tool == "nft":
+            out.append(step)
+        elif kind == "ip" and step.tool == "netlink":
             routes = [(a, o) for a, o in step.ops if isinstance(o, KernelRoute) and a != "add"]
             lines = [ip_render.route_line(route, action) for action, route in routes]
             out.append(Step(step.node, step.netns, "ip", lines=lines))
+        elif kind == "tc" and step.tool == "tc":
+            lines = [tc_line(obj, "delete") for obj in step.tc_deletes]
+            lines += [tc_line(obj, action) for action, obj in step.tc_ops]
+            out.append(Step(step.node, step.netns, "tc", lines=lines))
     return out
+
+
+def tc_line(obj: KernelClass | KernelFilter, action: Literal["replace", "delete"]) -> str:
+    if isinstance(obj, KernelClass):
+        return tc_render.class_line(obj, action)
+    return tc_render.filter_line(obj, action)
 
 
 def nft_document(step: Step) -> dict[str, Any]:
@@ -134,19 +155,45 @@ def clear(backend: LinuxBackend) -> None:
     execute(plan_steps(backend.layout, *diff(backend.kernel_objects(), target)), None, backend.sessions)
 
 
-def measure_ratio(backend: LinuxBackend, items: list[ConfigItem], tool: str, repeats: int) -> dict[str, Any]:
-    raw_s, ours_s = [], []
+def cold_caches() -> None:
+    """Empty every memo of the apply path (renderings, encodings, decodings: pure functions cached by
+    their inputs), so that a measured apply of the same items again costs what a first apply costs."""
+    for module in (netlink, readback, linux_backend, desired, records, nft_render, tc_render):
+        for value in vars(module).values():
+            clear_cache = getattr(value, "cache_clear", None)
+            if callable(clear_cache):
+                clear_cache()
+    desired._MEMO.clear()
+
+
+def measure_ratio(
+    backend: LinuxBackend, items: list[ConfigItem], tool: str, repeats: int, *, warm: bool = False
+) -> dict[str, Any]:
+    """Raw tool and netscaffold alternately, ``repeats`` times each, netscaffold with empty memos unless
+    ``warm``; ``phases_ms``: where the median netscaffold apply spent its time (read, validate, render,
+    diff, write = encode + kernel, read_back = kernel dump + decode, verify, realized)."""
+    raw_s, ours_s, phases = [], [], []
     for _ in range(repeats):
         clear(backend)
         steps = raw_steps(backend, items, tool)
         raw_s.append(run_raw(steps))
         clear(backend)
+        if not warm:
+            cold_caches()
         started = time.perf_counter()
         backend.apply(Plan.between(NetworkConfig(), NetworkConfig.of(items)))
         ours_s.append(time.perf_counter() - started)
+        phases.append({phase: round(s * 1e3, 1) for phase, s in backend.last_phases_s.items()})
     clear(backend)
     raw, ours = statistics.median(raw_s), statistics.median(ours_s)
-    return {"items": len(items), "raw_s": raw, "netscaffold_s": ours, "ratio": raw / ours}
+    median_run = sorted(range(repeats), key=ours_s.__getitem__)[repeats // 2]
+    return {
+        "items": len(items),
+        "raw_s": raw,
+        "netscaffold_s": ours,
+        "ratio": raw / ours,
+        "phases_ms": phases[median_run],
+    }
 
 
 def measure_mixed(n_items: int, seed: int) -> dict[str, Any]:
@@ -168,7 +215,9 @@ def measure_mixed(n_items: int, seed: int) -> dict[str, Any]:
             backend.apply(plan)
         failed_s = time.perf_counter() - started
         backend.before_step = None
+        veth = measure_veth(backend.layout)
         return {
+            **veth,
             "namespaces": len(backend.layout.namespaces),
             "items": len(desired),
             "kernel_ops": kernel_ops,
@@ -182,6 +231,35 @@ def measure_mixed(n_items: int, seed: int) -> dict[str, Any]:
         backend.close()
 
 
+def measure_veth(layout: LabLayout) -> dict[str, Any]:
+    """Per veth pair: parking the lab's links and building them again from the parked pairs, against
+    deleting the pairs and creating new ones (``ip -batch``, one process per namespace either way)."""
+    links = list(layout.pairs)
+    started = time.perf_counter()
+    lab_ops.park_links(layout, links)
+    park_s = time.perf_counter() - started
+    started = time.perf_counter()
+    lab_ops.build(layout)
+    unpark_build_s = time.perf_counter() - started
+    by_namespace: dict[str, list[str]] = {}
+    for a, b in links:
+        by_namespace.setdefault(layout.namespace(a), []).append(f"link delete dev {layout.port(a, b).ifname}")
+    started = time.perf_counter()
+    for netns, lines in sorted(by_namespace.items()):
+        tools.ip_batch(netns, lines)
+    delete_s = time.perf_counter() - started
+    started = time.perf_counter()
+    lab_ops.build(layout)
+    create_build_s = time.perf_counter() - started
+    return {
+        "veth_pairs": len(links),
+        "veth_park_ms_per_pair": park_s * 1e3 / len(links),
+        "veth_delete_ms_per_pair": delete_s * 1e3 / len(links),
+        "build_from_parked_ms": unpark_build_s * 1e3,
+        "build_from_new_ms": create_build_s * 1e3,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -191,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixed", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--warm", action="store_true", help="keep the apply path's memos between repeats (default: empty)"
+    )
     args = parser.parse_args(argv)
     tools.require_facilities()
     per_host = 40
@@ -201,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         "tc": lambda: reservation_items(args.reservations, per_host),
     }
     try:
-        detail = {tool: measure_ratio(backend, make(), tool, args.repeats) for tool, make in cases.items()}
+        detail = {
+            tool: measure_ratio(backend, make(), tool, args.repeats, warm=args.warm)
+            for tool, make in cases.items()
+        }
     finally:
         backend.close()
     mixed = measure_mixed(args.mixed, args.seed)
@@ -211,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "tc_ratio": detail["tc"]["ratio"],
         "mixed_apply_ms": mixed["mixed_apply_ms"],
         "rollback_ms": mixed["rollback_ms"],
+        "memos": "warm" if args.warm else "cold",
         "detail": {**detail, "mixed": mixed},
         "cpus": os.cpu_count(),
         "load_1min": os.getloadavg()[0],

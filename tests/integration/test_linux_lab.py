@@ -1,4 +1,5 @@
-"""Lab bring-up and teardown in real network namespaces (root)."""
+"""Lab bring-up and teardown in real network namespaces, and the veth pool: parked links come back as
+the same pairs, a look-alike is not adopted, teardown leaves nothing (root)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from netscaffold.backends.linux import lab as lab_ops
-from netscaffold.backends.linux import tools
+from netscaffold.backends.linux import pool, tools
 from netscaffold.errors import ValidationError
 from netscaffold.formats.render.layout import LabLayout
 
@@ -92,3 +93,57 @@ def test_repair_recreates_a_deleted_namespace(layout: LabLayout) -> None:
     recreated = lab_ops.repair_namespaces(layout, 1, None)
     assert recreated == [layout.namespace("r2")]
     assert _ping(layout, "r1", layout.port("r2", "r1").v4_address)
+
+
+def _ifindex(layout: LabLayout, node: str, peer: str) -> int:
+    ifname = layout.port(node, peer).ifname
+    return int(tools.ip_json(layout.namespace(node), ["link", "show", "dev", ifname])[0]["ifindex"])
+
+
+def _parked(layout: LabLayout) -> list[pool.ParkedPair]:
+    return pool.parked_pairs(layout.lab, pool.list_links(layout.namespaces.values()))
+
+
+def test_a_parked_link_is_reused_by_the_next_build(layout: LabLayout) -> None:
+    lab_ops.lab_up(layout, owner_pid=1)
+    before = (_ifindex(layout, "h1", "r1"), _ifindex(layout, "r1", "h1"))
+    parked = lab_ops.park_links(layout, [("r1", "h1")])
+    assert parked == _parked(layout)
+    assert {parked[0].netns_a, parked[0].netns_b} == {layout.namespace("h1"), layout.namespace("r1")}
+    names = {link["ifname"] for link in tools.ip_json(layout.namespace("h1"), ["link", "show"])}
+    assert layout.port("h1", "r1").ifname not in names
+    assert not _ping(layout, "h1", layout.port("r1", "h1").v4_address)
+    lab_ops.build(layout)
+    assert (_ifindex(layout, "h1", "r1"), _ifindex(layout, "r1", "h1")) == before, "the same veth pair"
+    assert _parked(layout) == []
+    assert _ping(layout, "h1", layout.port("r1", "h1").v4_address)
+    port = layout.port("h1", "r1")
+    classes = tools.run(["tc", "-n", layout.namespace("h1"), "class", "show", "dev", port.ifname])
+    assert "rate 1Gbit" in classes
+
+
+def test_parking_an_unknown_link_is_refused(layout: LabLayout) -> None:
+    lab_ops.lab_up(layout, owner_pid=1)
+    with pytest.raises(ValidationError, match="no link"):
+        lab_ops.park_links(layout, [("h1", "h2")])
+    assert _parked(layout) == []
+
+
+def test_teardown_removes_parked_pairs_and_a_look_alike_is_not_adopted(layout: LabLayout) -> None:
+    lab_ops.lab_up(layout, owner_pid=1)
+    h1, r1 = layout.namespace("h1"), layout.namespace("r1")
+    decoy_alias = pool.park_tag(layout.lab, r1, "pk999")  # names a peer that does not exist
+    tools.ip_batch(
+        h1, ["link add pk998 type veth peer name pk997", f"link set dev pk998 alias {decoy_alias}"]
+    )
+    lab_ops.park_links(layout, [("h1", "r1"), ("r1", "r2")])
+    assert len(_parked(layout)) == 2
+    lab_ops.build(layout)
+    assert _parked(layout) == []
+    decoy = tools.ip_json(h1, ["link", "show", "dev", "pk998"])
+    assert decoy, "the look-alike is left where it was"
+    assert decoy[0]["ifalias"] == decoy_alias, "and as it was"
+    lab_ops.park_links(layout, [("fw", "r2")])
+    removed = lab_ops.lab_down(layout.lab)
+    assert sorted(removed) == sorted(layout.namespaces.values())
+    assert not [ns for ns in tools.list_namespaces() if ns.startswith(f"ns-{layout.lab}-")]

@@ -26,12 +26,13 @@ _TYPES: dict[str, type[KernelObject]] = {
 
 
 def encode(obj: KernelObject) -> dict[str, Any]:
-    fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
     return {"type": type(obj).__name__, **fields}
 
 
 def decode(data: dict[str, Any]) -> KernelObject:
     fields = dict(data)
+    fields.pop("ident", None)  # derived from the other fields
     cls = _TYPES.get(str(fields.pop("type", "")))
     if cls is None:
         raise BackendError(f"journal holds an unknown object type in {data!r}", backend="linux")

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from netscaffold.backends.linux import tools
+from netscaffold.backends.linux import pool, tools
 from netscaffold.errors import BackendError, ValidationError
 from netscaffold.formats.render import iproute2 as ip_render
 from netscaffold.formats.render import nftables as nft_render
@@ -119,21 +120,33 @@ def _create_namespaces(layout: LabLayout, missing: list[str]) -> None:
 
 
 def build(layout: LabLayout) -> None:
-    """Links, addresses, forwarding, HTB roots and our nft table; idempotent (repair runs it again)."""
-    present = {
-        node: {link["ifname"] for link in tools.ip_json(ns, ["link", "show"])}
-        for node, ns in layout.namespaces.items()
-    }
-    for a, b in layout.pairs:
+    """Links, addresses, forwarding, HTB roots and our nft table; idempotent (repair runs it again). A
+    missing link takes a parked veth pair spanning its two namespaces when there is one (see
+    :mod:`netscaffold.backends.linux.pool`), else a new pair; one ``ip`` batch per namespace."""
+    listing = pool.list_links(layout.namespaces.values())
+    present = {node: {link["ifname"] for link in listing[ns]} for node, ns in layout.namespaces.items()}
+    missing = [(a, b) for a, b in layout.pairs if layout.port(a, b).ifname not in present[a]]
+    renames, served = pool.unpark_lines(layout, missing, listing)
+    lines: dict[str, list[str]] = defaultdict(list)
+    for netns, renamed in renames.items():
+        lines[netns] += renamed
+    for a, b in missing:
+        if (a, b) in served:
+            continue
         port = layout.port(a, b)
-        if port.ifname not in present[a]:
-            if port.ifname in present[b]:  # half a pair: the other end went with a deleted namespace
-                tools.ip_batch(layout.namespace(b), [f"link delete dev {port.ifname}"])
-            tools.ip_batch(
-                layout.namespace(a), [ip_render.veth_line(port.ifname, port.ifname, layout.namespace(b))]
-            )
+        if port.ifname in present[b]:  # half a pair: the other end went with a deleted namespace
+            tools.ip_batch(layout.namespace(b), [f"link delete dev {port.ifname}"])
+        lines[layout.namespace(a)].append(ip_render.veth_line(port.ifname, port.ifname, layout.namespace(b)))
+    for netns in sorted(lines):
+        tools.ip_batch(netns, lines[netns])
     for node, netns in sorted(layout.namespaces.items()):
         _configure_node(layout, node, netns)
+
+
+def park_links(layout: LabLayout, links: list[tuple[str, str]]) -> list[pool.ParkedPair]:
+    """The lab's "link delete": the links between these node pairs leave service, their veth pairs
+    parked for a later :func:`build` (about 1 ms a pair instead of a 16 ms delete)."""
+    return pool.park_links(layout, links)
 
 
 def _configure_node(layout: LabLayout, node: str, netns: str) -> None:

@@ -8,15 +8,18 @@ was created in (see :mod:`netscaffold.backends.linux.session`), whichever thread
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import socket
 import struct
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple, Self
 
 from netscaffold.errors import BackendError
-from netscaffold.formats.render.objects import KernelRule
+from netscaffold.formats.render.objects import KernelRoute, KernelRule
 
 NETLINK_ROUTE = 0
 RTM_GETLINK, RTM_NEWLINK = 18, 16
@@ -36,6 +39,15 @@ _U32_SEL = struct.Struct("=BBBxHHhhI")
 _U32_KEY = struct.Struct("=IIii")
 RCVBUF_BYTES = 8 << 20
 _AF = {2: 4, 10: 6}
+
+
+SOL_NETLINK, NETLINK_CAP_ACK = 270, 10
+
+
+def _cap_acks(sock: socket.socket) -> None:
+    """Acknowledgements without a copy of the request (a bulk of thousands of writes reads them all)."""
+    with contextlib.suppress(OSError):  # a kernel before 4.3: full acknowledgements, same meaning
+        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
 
 
 def _align(length: int) -> int:
@@ -107,10 +119,11 @@ class NetlinkReader:
         self._seq = 0
 
     @classmethod
-    def open_here(cls) -> NetlinkReader:
+    def open_here(cls) -> Self:
         """A reader on a new socket in the calling thread's network namespace."""
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+        _cap_acks(sock)
         sock.bind((0, 0))
         return cls(sock)
 
@@ -119,16 +132,21 @@ class NetlinkReader:
 
     def dump(self, msg_type: int, payload: bytes) -> Iterator[tuple[int, bytes, int]]:
         """(message type, buffer, payload offset) of every message of the dump's answer."""
+        for kind, data, start, end in self.dump_spans(msg_type, payload):
+            yield kind, data[start - _HDR.size : end], _HDR.size
+
+    def dump_spans(self, msg_type: int, payload: bytes) -> list[tuple[int, bytes, int, int]]:
+        """(message type, receive buffer, payload offset, message end) of every message of the dump's
+        answer: the messages stay in the buffers they arrived in (no copy per message)."""
         with self.lock:
             self._seq += 1
             seq = self._seq
             self.sock.send(
                 _HDR.pack(_HDR.size + len(payload), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + payload
             )
-            messages = list(self._receive(seq))
-        yield from messages
+            return list(self._receive(seq))
 
-    def _receive(self, seq: int) -> Iterator[tuple[int, bytes, int]]:
+    def _receive(self, seq: int) -> Iterator[tuple[int, bytes, int, int]]:
         while True:
             data = self.sock.recv(1 << 20)
             offset = 0
@@ -144,7 +162,7 @@ class NetlinkReader:
                         if code:
                             raise BackendError(f"netlink dump failed: errno {-code}", backend="linux")
                         return
-                    yield kind, data[offset : offset + length], _HDR.size
+                    yield kind, data, offset + _HDR.size, offset + length
                 offset += _align(length)
 
     # -- decoders -------------------------------------------------------------------------------------
@@ -175,13 +193,23 @@ class NetlinkReader:
     def routes(self, protocols: frozenset[int]) -> list[RouteMsg]:
         """Routes of every table and family whose protocol is in ``protocols``."""
         out = []
-        for kind, buf, off in self.dump(RTM_GETROUTE, _RTMSG.pack(0, 0, 0, 0, 0, 0, 0, 0, 0)):
-            if kind != RTM_NEWROUTE:
-                continue
-            if buf[off + _RTMSG_PROTOCOL] in protocols:
-                route = route_at(buf, off)
-                if route is not None:
-                    out.append(route)
+        for kind, buf, off, end in self.dump_spans(RTM_GETROUTE, _ROUTE_DUMP):
+            if kind == RTM_NEWROUTE and buf[off + _RTMSG_PROTOCOL] in protocols:
+                fields = route_fields(buf, off, end)
+                if fields is not None:
+                    out.append(RouteMsg(*fields))
+        return out
+
+    def kernel_routes(self, node: str, protocols: frozenset[int]) -> list[KernelRoute]:
+        """:meth:`routes` as the kernel objects of ``node`` (decoded straight from the receive buffers:
+        the read-back of every apply goes through here)."""
+        out = []
+        for kind, buf, off, end in self.dump_spans(RTM_GETROUTE, _ROUTE_DUMP):
+            if kind == RTM_NEWROUTE and buf[off + _RTMSG_PROTOCOL] in protocols:
+                fields = route_fields(buf, off, end)
+                if fields is not None:
+                    _, table, protocol, dst, dst_len, hops = fields
+                    out.append(KernelRoute(node, table, f"{dst}/{dst_len}", protocol, hops))
         return out
 
     def rules(self, protocols: frozenset[int]) -> list[RuleMsg]:
@@ -199,68 +227,113 @@ class NetlinkReader:
             )
         return out
 
-    def classes(self, ifindex: int) -> list[ClassMsg]:
+    def classes(self, ifindex: int, *, counters: bool = True) -> list[ClassMsg]:
+        """The classes on the device; ``counters=False`` leaves ``sent_bytes`` at 0 (a read-back needs
+        the rates only)."""
         out = []
-        for kind, buf, off in self.dump(RTM_GETTCLASS, _TCMSG.pack(0, ifindex, 0, 0, 0)):
+        for kind, buf, off, end in self.dump_spans(RTM_GETTCLASS, _TCMSG.pack(0, ifindex, 0, 0, 0)):
             if kind != RTM_NEWTCLASS:
                 continue
             handle = _TCMSG.unpack_from(buf, off)[2]
-            a = attrs(buf, off + _TCMSG.size, len(buf))
-            name = bytes(a.get(1, b"")).rstrip(b"\0").decode()
-            options = a.get(2)
-            sent = _sent_bytes(a.get(7))
+            spans = _spans(buf, off + _TCMSG.size, end)
+            name = _text(buf, spans.get(TCA_KIND))
+            options, stats = spans.get(TCA_OPTIONS), spans.get(_TCA_STATS2)
+            sent = 0 if stats is None or not counters else _sent_bytes(buf, stats)
             if name != "htb" or options is None:
                 out.append(ClassMsg(handle, name, 0, 0, sent))
                 continue
-            o = attrs(options, 0, len(options))
-            parms = o.get(1)
+            o = _spans(buf, *options)
             rate = ceil = 0
+            parms = o.get(TCA_HTB_PARMS)
             if parms is not None:
-                rate = struct.unpack_from("=I", parms, 8)[0]
-                ceil = struct.unpack_from("=I", parms, 20)[0]
-            rate64, ceil64 = o.get(6), o.get(7)
-            rate = int(struct.unpack_from("=Q", rate64)[0]) if rate64 is not None else rate
-            ceil = int(struct.unpack_from("=Q", ceil64)[0]) if ceil64 is not None else ceil
+                rate, ceil = _HTB_RATES.unpack_from(buf, parms[0])
+            rate64, ceil64 = o.get(TCA_HTB_RATE64), o.get(TCA_HTB_CEIL64)
+            rate = _U64.unpack_from(buf, rate64[0])[0] if rate64 is not None else rate
+            ceil = _U64.unpack_from(buf, ceil64[0])[0] if ceil64 is not None else ceil
             out.append(ClassMsg(handle, name, rate, ceil, sent))
         return out
 
     def u32_filters(self, ifindex: int, parent: int) -> list[U32Msg]:
         out = []
-        for kind, buf, off in self.dump(RTM_GETTFILTER, _TCMSG.pack(0, ifindex, 0, parent, 0)):
+        for kind, buf, off, end in self.dump_spans(RTM_GETTFILTER, _TCMSG.pack(0, ifindex, 0, parent, 0)):
             if kind != RTM_NEWTFILTER:
                 continue
             _, _, handle, _, info = _TCMSG.unpack_from(buf, off)
-            a = attrs(buf, off + _TCMSG.size, len(buf))
-            if bytes(a.get(1, b"")).rstrip(b"\0") != b"u32" or 2 not in a:
+            spans = _spans(buf, off + _TCMSG.size, end)
+            options, kind_span = spans.get(TCA_OPTIONS), spans.get(TCA_KIND)
+            if kind_span is None or buf[kind_span[0] : kind_span[1]] != b"u32\0" or options is None:
                 continue
-            o = attrs(a[2], 0, len(a[2]))
-            sel, classid = o.get(5), o.get(1)
+            o = _spans(buf, *options)
+            sel, classid = o.get(TCA_U32_SEL), o.get(TCA_U32_CLASSID)
             if sel is None or classid is None:
                 continue
-            nkeys = _U32_SEL.unpack_from(sel)[2]
+            nkeys = buf[sel[0] + 2]
             keys = []
             for i in range(nkeys):
-                _, value, key_off, _ = _U32_KEY.unpack_from(sel, _U32_SEL.size + i * _U32_KEY.size)
-                keys.append((key_off, int.from_bytes(value.to_bytes(4, "little"), "big")))
-            out.append(U32Msg(handle, info >> 16, _u32(classid), tuple(keys)))
+                at = sel[0] + _U32_SEL.size + i * _U32_KEY.size
+                value = _U32_KEY_BE.unpack_from(buf, at)[1]  # mask and value are big-endian
+                keys.append((_I32.unpack_from(buf, at + 8)[0], value))
+            out.append(U32Msg(handle, info >> 16, _U32.unpack_from(buf, classid[0])[0], tuple(keys)))
         return out
+
+
+_TCA_STATS2 = 7
+_HTB_RATES = struct.Struct("=8xI8xI")
+"""rate.rate and ceil.rate of a tc_htb_opt (two 12-byte tc_ratespec, rate last in each)."""
+_I32 = struct.Struct("=i")
+_U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
+
+
+def _spans(buf: bytes, pos: int, end: int) -> dict[int, tuple[int, int]]:
+    """(payload start, payload end) of each attribute in ``buf[pos:end]`` by type (no copies)."""
+    out: dict[int, tuple[int, int]] = {}
+    unpack = _ATTR.unpack_from
+    while pos + 4 <= end:
+        length, kind = unpack(buf, pos)
+        if length < 4:
+            break
+        out[kind & 0x3FFF] = (pos + 4, pos + length)
+        pos += (length + 3) & ~3
+    return out
+
+
+def _text(buf: bytes, span: tuple[int, int] | None) -> str:
+    return "" if span is None else buf[span[0] : span[1]].rstrip(b"\0").decode()
+
+
+def _sent_bytes(buf: bytes, stats2: tuple[int, int]) -> int:
+    basic = _spans(buf, *stats2).get(1)  # TCA_STATS_BASIC: u64 bytes, u32 packets
+    return 0 if basic is None else int(_U64.unpack_from(buf, basic[0])[0])
 
 
 _RTMSG_PROTOCOL = 5
 _RTA_DST, _RTA_GATEWAY, _RTA_MULTIPATH, _RTA_TABLE = 1, 5, 9, 15
 
 
+_ROUTE_DUMP = _RTMSG.pack(0, 0, 0, 0, 0, 0, 0, 0, 0)
+RouteFields = tuple[int, int, int, str, int, tuple[tuple[str, int], ...]]
+"""(family 4/6, table, protocol, destination address, prefix length, sorted (gateway, kernel weight))."""
+
+
 def route_at(buf: bytes, off: int) -> RouteMsg | None:
-    """The route message (RTM_NEWROUTE or RTM_DELROUTE) whose rtmsg starts at ``off``, decoded in one
-    pass over its attributes (the hot loop of every read-back: a dict of attribute views per route cost
-    twice as much); None for a family other than IPv4/IPv6."""
+    """The route message (RTM_NEWROUTE or RTM_DELROUTE) whose rtmsg starts at ``off`` and runs to the
+    end of ``buf``; None for a family other than IPv4/IPv6."""
+    fields = route_fields(buf, off, len(buf))
+    return None if fields is None else RouteMsg(*fields)
+
+
+def route_fields(buf: bytes, off: int, end: int) -> RouteFields | None:
+    """The route message whose rtmsg lies in ``buf[off:end]``, decoded in one pass over its attributes
+    (the hot loop of every read-back: a dict of attribute views per route cost twice as much); None for
+    a family other than IPv4/IPv6."""
     af, dst_len, _, _, table, protocol, _, _, _ = _RTMSG.unpack_from(buf, off)
     if af not in _AF:
         return None
     family = _AF[af]
     dst = gateway = b""
     multipath: tuple[int, int] | None = None
-    pos, end = off + _RTMSG.size, len(buf)
+    pos = off + _RTMSG.size
     unpack = _ATTR.unpack_from
     while pos + 4 <= end:
         length, kind = unpack(buf, pos)
@@ -277,14 +350,22 @@ def route_at(buf: bytes, off: int) -> RouteMsg | None:
             multipath = (pos + 4, pos + length)
         pos += (length + 3) & ~3
     address = socket.inet_ntop(af, dst) if dst else ("0.0.0.0" if family == 4 else "::")  # noqa: S104 (a default route)
-    if multipath is None:
-        hops: tuple[tuple[str, int], ...] = ((socket.inet_ntop(af, gateway) if gateway else "", 1),)
-    else:
-        hops = _multipath(buf, multipath[0], multipath[1], af)
-    return RouteMsg(family, table, protocol, address, dst_len, hops)
+    if multipath is not None:
+        return family, table, protocol, address, dst_len, _multipath(buf[multipath[0] : multipath[1]], af)
+    return family, table, protocol, address, dst_len, _single_hop(af, gateway)
 
 
-def _multipath(buf: bytes, pos: int, end: int, af: int) -> tuple[tuple[str, int], ...]:
+@functools.lru_cache(maxsize=4096)
+def _single_hop(af: int, gateway: bytes) -> tuple[tuple[str, int], ...]:
+    """A route's next hop from its gateway bytes (a lab node has a handful of gateways)."""
+    return ((socket.inet_ntop(af, gateway) if gateway else "", 1),)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _multipath(buf: bytes, af: int) -> tuple[tuple[str, int], ...]:
+    """The (gateway, weight) next hops of an RTA_MULTIPATH payload: a pure function of its bytes, which
+    the routes sharing a set of weighted next hops share."""
+    pos, end = 0, len(buf)
     hops = []
     while pos + _RTNH.size <= end:
         length, _, weight, _ = _RTNH.unpack_from(buf, pos)
@@ -304,13 +385,6 @@ def _multipath(buf: bytes, pos: int, end: int, af: int) -> tuple[tuple[str, int]
     return tuple(sorted(hops))
 
 
-def _sent_bytes(stats2: memoryview | None) -> int:
-    if stats2 is None:
-        return 0
-    basic = attrs(stats2, 0, len(stats2)).get(1)  # TCA_STATS_BASIC: u64 bytes, u32 packets
-    return 0 if basic is None else int(struct.unpack_from("=Q", basic)[0])
-
-
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_GETSET, NFT_MSG_NEWSET = 10, 9
@@ -318,6 +392,7 @@ NFT_MSG_GETSETELEM, NFT_MSG_NEWSETELEM = 13, 12
 NFPROTO_INET = 1
 _NFGEN = struct.Struct("=BBH")
 _ELEM_INTERVAL_END = 1
+NFTA_SET_ELEM_FLAGS, NFTA_SET_ELEM_EXPIRATION = 3, 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,8 +408,11 @@ class ElementMsg:
 
 
 def _nla(kind: int, payload: bytes) -> bytes:
-    body = _ATTR.pack(4 + len(payload), kind) + payload
-    return body + b"\0" * (_align(len(body)) - len(body))
+    length = 4 + len(payload)
+    return _ATTR.pack(length, kind) + payload + _PAD[-length & 3]
+
+
+_PAD = (b"", b"\0", b"\0\0", b"\0\0\0")
 
 
 def _cstr(text: str) -> bytes:
@@ -366,52 +444,93 @@ class NftReader(NetlinkReader):
         return out
 
     def elements(self, table: str, set_name: str, family: int = NFPROTO_INET) -> list[ElementMsg]:
+        return [ElementMsg(*row) for row in self.element_rows(table, set_name, family)]
+
+    def element_rows(self, table: str, set_name: str, family: int = NFPROTO_INET) -> list[ElementRow]:
+        """:meth:`elements` as plain tuples (the read-back decodes thousands: no object per row)."""
         payload = _NFGEN.pack(family, 0, 0) + _nla(1, _cstr(table)) + _nla(2, _cstr(set_name))
         out = []
-        for _, buf, off in self.dump((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, payload):
-            lists = attrs(buf, off + _NFGEN.size, len(buf)).get(3)
-            if lists is None:
+        unpack = _ATTR.unpack_from
+        for _, buf, off, end in self.dump_spans((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, payload):
+            span = _attr_span(buf, off + _NFGEN.size, end, NFTA_SET_ELEM_LIST_ELEMENTS)
+            if span is None:
                 continue
-            offset = 0
-            while offset + 4 <= len(lists):
-                length = _ATTR.unpack_from(lists, offset)[0]
+            pos, stop = span
+            while pos + 4 <= stop:
+                length = unpack(buf, pos)[0]
                 if length < 4:
                     break
-                element = _element(attrs(lists, offset + 4, offset + length))
+                element = _element_at(buf, pos + 4, pos + length)
                 if element is not None:
                     out.append(element)
-                offset += _align(length)
+                pos += (length + 3) & ~3
         return out
 
 
-def _data(value: memoryview | None) -> bytes | None:
-    if value is None:
-        return None
-    inner = attrs(value, 0, len(value)).get(1)  # NFTA_DATA_VALUE
-    return None if inner is None else bytes(inner)
+def _attr_span(buf: bytes, pos: int, end: int, wanted: int) -> tuple[int, int] | None:
+    """(payload start, payload end) of the first attribute of type ``wanted`` in ``buf[pos:end]``."""
+    while pos + 4 <= end:
+        length, kind = _ATTR.unpack_from(buf, pos)
+        if length < 4:
+            return None
+        if kind & 0x3FFF == wanted:
+            return pos + 4, pos + length
+        pos += (length + 3) & ~3
+    return None
 
 
-def _be64(value: memoryview | None) -> int | None:
-    return None if value is None else int(struct.unpack_from(">Q", value)[0])
+def _value_at(buf: bytes, pos: int, end: int) -> bytes | None:
+    """The NFTA_DATA_VALUE inside a nested data attribute whose payload is ``buf[pos:end]``."""
+    span = _attr_span(buf, pos, end, 1)
+    return None if span is None else buf[span[0] : span[1]]
 
 
-def _element(a: dict[int, memoryview]) -> ElementMsg | None:
-    flags = a.get(3)
-    if flags is not None and struct.unpack_from(">I", flags)[0] & _ELEM_INTERVAL_END:
-        return None  # the closing half of an old-style interval (not used by our concatenated sets)
-    key = _data(a.get(1))
+ElementRow = tuple[bytes, bytes | None, bytes | None, str, int | None, int | None]
+"""The fields of an :class:`ElementMsg`, in order."""
+
+
+def _element_at(buf: bytes, pos: int, end: int) -> ElementRow | None:
+    """One NFTA_LIST_ELEM (its attributes in ``buf[pos:end]``), decoded in one pass: read-backs decode
+    thousands of these, so no dict of attribute views per element."""
+    key = key_end = data = None
+    comment = ""
+    timeout_ms = expires_ms = None
+    unpack = _ATTR.unpack_from
+    while pos + 4 <= end:
+        length, kind = unpack(buf, pos)
+        if length < 4:
+            break
+        kind &= 0x3FFF
+        body, stop = pos + 4, pos + length
+        if kind == NFTA_SET_ELEM_KEY:
+            key = _value_at(buf, body, stop)
+        elif kind == NFTA_SET_ELEM_KEY_END:
+            key_end = _value_at(buf, body, stop)
+        elif kind == NFTA_SET_ELEM_DATA:
+            data = _value_at(buf, body, stop)
+        elif kind == NFTA_SET_ELEM_FLAGS:
+            if int.from_bytes(buf[body : body + 4], "big") & _ELEM_INTERVAL_END:
+                return None  # the closing half of an old-style interval (not used by our sets)
+        elif kind == NFTA_SET_ELEM_TIMEOUT:
+            timeout_ms = int.from_bytes(buf[body : body + 8], "big")
+        elif kind == NFTA_SET_ELEM_EXPIRATION:
+            expires_ms = int.from_bytes(buf[body : body + 8], "big")
+        elif kind == NFTA_SET_ELEM_USERDATA:
+            comment = _comment(buf[body:stop])
+        pos += (length + 3) & ~3
     if key is None:
         return None
-    comment = ""
-    userdata = a.get(6)
-    if userdata is not None:
-        pos = 0
-        while pos + 2 <= len(userdata):
-            kind, length = userdata[pos], userdata[pos + 1]
-            if kind == 0:  # NFTNL_UDATA_SET_ELEM_COMMENT
-                comment = bytes(userdata[pos + 2 : pos + 2 + length]).rstrip(b"\0").decode()
-            pos += 2 + length
-    return ElementMsg(key, _data(a.get(10)), _data(a.get(2)), comment, _be64(a.get(4)), _be64(a.get(5)))
+    return key, key_end, data, comment, timeout_ms, expires_ms
+
+
+def _comment(userdata: bytes) -> str:
+    pos = 0
+    while pos + 2 <= len(userdata):
+        kind, length = userdata[pos], userdata[pos + 1]
+        if kind == NFTNL_UDATA_SET_ELEM_COMMENT:
+            return userdata[pos + 2 : pos + 2 + length].rstrip(b"\0").decode()
+        pos += 2 + length
+    return ""
 
 
 NLM_F_ACK, NLM_F_REPLACE, NLM_F_CREATE = 0x4, 0x100, 0x400
@@ -577,19 +696,33 @@ def route_message(
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     dst = socket.inet_pton(family, address)
     prefix_len = int(length) if length else len(dst) * 8
-    tail = _nla(RTA_DST, dst) + _nla(RTA_TABLE, struct.pack("=I", table))
-    header = _RTMSG.pack(family, prefix_len, 0, 0, table & 0xFF, protocol, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
+    head = _route_head(family, prefix_len, protocol, table)
     if action == "delete":  # matches our protocol only (scope "nowhere" matched nothing on this kernel)
-        return RTM_DELROUTE, 0, header + tail
+        return RTM_DELROUTE, 0, head + _nla(RTA_DST, dst)
+    return (
+        RTM_NEWROUTE,
+        NLM_F_CREATE | NLM_F_REPLACE,
+        head + _nla(RTA_DST, dst) + _next_hops(family, next_hops),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _route_head(family: int, prefix_len: int, protocol: int, table: int) -> bytes:
+    """The rtmsg and RTA_TABLE of a route (shared by every route of one table, protocol and length)."""
+    header = _RTMSG.pack(family, prefix_len, 0, 0, table & 0xFF, protocol, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
+    return header + _nla(RTA_TABLE, struct.pack("=I", table))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _next_hops(family: int, next_hops: tuple[tuple[str, int], ...]) -> bytes:
+    """RTA_GATEWAY, or RTA_MULTIPATH of weighted gateways (a node's routes share a few of these)."""
     if len(next_hops) == 1:
-        tail += _nla(RTA_GATEWAY, socket.inet_pton(family, next_hops[0][0]))
-    else:
-        hops = b""
-        for gateway, weight in next_hops:
-            inner = _nla(RTA_GATEWAY, socket.inet_pton(family, gateway))
-            hops += _RTNH.pack(_RTNH.size + len(inner), 0, weight - 1, 0) + inner
-        tail += _nla(RTA_MULTIPATH, hops)
-    return RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, header + tail
+        return _nla(RTA_GATEWAY, socket.inet_pton(family, next_hops[0][0]))
+    hops = b""
+    for gateway, weight in next_hops:
+        inner = _nla(RTA_GATEWAY, socket.inet_pton(family, gateway))
+        hops += _RTNH.pack(_RTNH.size + len(inner), 0, weight - 1, 0) + inner
+    return _nla(RTA_MULTIPATH, hops)
 
 
 RTM_NEWRULE_MSG, RTM_DELRULE = 32, 33
@@ -630,10 +763,10 @@ ELEMENTS_PER_MESSAGE = 256
 """Elements per NEWSETELEM/DELSETELEM message: a refused message names its first element."""
 
 
-@dataclass(frozen=True, slots=True)
-class ElementWrite:
+class ElementWrite(NamedTuple):
     """One element of an nf_tables transaction: ``key`` (and ``key_end`` in an interval set) as the
-    kernel stores them, map ``data``, ``comment`` and ``timeout_ms`` (adds only)."""
+    kernel stores them, map ``data``, ``comment`` and ``timeout_ms`` (adds only). A named tuple: an
+    apply makes one per element written, and a frozen dataclass costs several times more to build."""
 
     action: str
     """``add`` or ``delete``."""
@@ -646,19 +779,40 @@ class ElementWrite:
 
 
 def _element_attrs(write: ElementWrite) -> bytes:
-    body = _nla(NFTA_SET_ELEM_KEY | NLA_F_NESTED, _nla(NFTA_DATA_VALUE, write.key))
-    if write.key_end is not None:
-        body += _nla(NFTA_SET_ELEM_KEY_END | NLA_F_NESTED, _nla(NFTA_DATA_VALUE, write.key_end))
-    if write.action == "delete":
-        return body
-    if write.data is not None:
-        body += _nla(NFTA_SET_ELEM_DATA | NLA_F_NESTED, _nla(NFTA_DATA_VALUE, write.data))
-    if write.timeout_ms is not None:
-        body += _nla(NFTA_SET_ELEM_TIMEOUT, struct.pack(">Q", write.timeout_ms))
-    if write.comment:
-        text = _cstr(write.comment)
-        body += _nla(NFTA_SET_ELEM_USERDATA, bytes((NFTNL_UDATA_SET_ELEM_COMMENT, len(text))) + text)
-    return body
+    """The attributes of one NFTA_LIST_ELEM (built with as few concatenations as the format allows: an
+    apply encodes one per element it writes)."""
+    action, _, key, key_end, data, comment, timeout_ms = write
+    parts = [_value_attr(NFTA_SET_ELEM_KEY, key)]
+    if key_end is not None:
+        parts.append(_value_attr(NFTA_SET_ELEM_KEY_END, key_end))
+    if action != "delete":
+        if data is not None:
+            parts.append(_value_attr(NFTA_SET_ELEM_DATA, data))
+        if timeout_ms is not None:
+            parts.append(_TIMEOUT_HEADER + _BE64.pack(timeout_ms))
+        if comment:
+            text = comment.encode() + b"\0"
+            udata = bytes((NFTNL_UDATA_SET_ELEM_COMMENT, len(text))) + text
+            parts.append(_nla(NFTA_SET_ELEM_USERDATA, udata))
+    return b"".join(parts)
+
+
+def _value_attr(kind: int, value: bytes) -> bytes:
+    """``kind`` (nested) holding one NFTA_DATA_VALUE: ``_nla(kind | NESTED, _nla(VALUE, value))``."""
+    inner = 4 + len(value)
+    pad = -inner & 3
+    return (
+        _ATTR.pack(4 + inner + pad, kind | NLA_F_NESTED)
+        + _ATTR.pack(inner, NFTA_DATA_VALUE)
+        + value
+        + _PAD[pad]
+    )
+
+
+_TIMEOUT_HEADER = _ATTR.pack(12, NFTA_SET_ELEM_TIMEOUT)
+
+
+_BE64 = struct.Struct(">Q")
 
 
 class NftWriter(NftReader):
@@ -672,6 +826,7 @@ class NftWriter(NftReader):
     def open_here(cls) -> NftWriter:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+        _cap_acks(sock)
         sock.bind((0, 0))
         return cls(sock)
 
@@ -694,7 +849,8 @@ class NftWriter(NftReader):
                 and writes[end].action == first.action
                 and writes[end].set_name == first.set_name
             ):
-                elements.append(_nla(NFTA_LIST_ELEM | NLA_F_NESTED, _element_attrs(writes[end])))
+                body = _element_attrs(writes[end])  # every attribute is padded: so is the body
+                elements.append(_ATTR.pack(4 + len(body), NFTA_LIST_ELEM | NLA_F_NESTED) + body)
                 end += 1
             kind = NFT_MSG_NEWSETELEM if first.action == "add" else self._delete_kind()
             payload = (
@@ -787,3 +943,133 @@ def tc_delete_message(kind: str, ifindex: int, minor: int, priority: int) -> tup
     info = (priority << 16) | socket.htons(ETH_P_ALL)
     payload = _TCMSG.pack(0, ifindex, U32_NODE_HANDLE | minor, 0x10000, info) + _nla(TCA_KIND, b"u32\0")
     return RTM_DELTFILTER, 0, payload
+
+
+RTM_NEWTCLASS_MSG, RTM_NEWTFILTER_MSG = 40, 44
+TCA_OPTIONS = 2
+TCA_HTB_PARMS, TCA_HTB_RATE64, TCA_HTB_CEIL64 = 1, 6, 7
+TCA_U32_CLASSID, TCA_U32_SEL = 1, 5
+TC_U32_TERMINAL = 1
+TC_LINKLAYER_ETHERNET = 1
+HTB_MTU_BYTES = 1600
+"""The MTU ``tc`` assumes for an HTB class's default burst (``buffer = rate / HZ + mtu``)."""
+_RATESPEC = struct.Struct("=BBHhHI")
+_HTB_OPT_TAIL = struct.Struct("=IIIII")
+_U32_KEY_BE = struct.Struct("!II")
+_U32_KEY_OFF = struct.Struct("=ii")
+_U32_MAX = 0xFFFFFFFF
+_PSCHED_PATH = "/proc/net/psched"
+
+
+@functools.lru_cache(maxsize=1)
+def psched() -> tuple[float, int]:
+    """(ticks per microsecond, HZ) exactly as ``tc`` derives them from /proc/net/psched, so that a
+    class written here carries the burst ``tc`` would give it."""
+    try:
+        with open(_PSCHED_PATH) as handle:
+            t2us, us2t, clock_res, fourth = (int(word, 16) for word in handle.read().split()[:4])
+    except (OSError, ValueError):
+        return 1.0, 1000
+    if clock_res == 1_000_000_000:
+        t2us = us2t
+    tick_in_usec = t2us / us2t * (clock_res / 1_000_000)
+    hz = fourth if clock_res == 1_000_000 and fourth else 1000
+    return tick_in_usec, hz
+
+
+def _xmittime(rate_bytes_s: int, size_bytes: int) -> int:
+    """``tc_calc_xmittime``: the time (in psched ticks) to send ``size_bytes`` at the rate, truncated to
+    whole microseconds first as ``tc`` does."""
+    if rate_bytes_s <= 0:
+        return 0  # the kernel refuses a class without a rate, and says so
+    tick_in_usec, _ = psched()
+    micros = min(_U32_MAX, int(1_000_000 * (size_bytes / rate_bytes_s)))
+    return min(_U32_MAX, int(micros * tick_in_usec))
+
+
+def htb_class_message(
+    ifindex: int, minor: int, rate_bytes_s: int, ceil_bytes_s: int, *, parent_minor: int, quantum: int
+) -> tuple[int, int, bytes]:
+    """``tc class replace dev D parent 1:P classid 1:M htb rate R ceil C quantum Q`` as a message for
+    ``bulk``: the parameters ``tc`` sends (burst from rate / HZ + MTU, ethernet link layer, 64-bit
+    rates above 4 GB/s); no rate tables, which the kernel ignores for a known link layer."""
+    header = _TCMSG.pack(0, ifindex, 0x10000 | minor, 0x10000 | parent_minor, 0)
+    return RTM_NEWTCLASS_MSG, NLM_F_CREATE, header + _htb_attributes(rate_bytes_s, ceil_bytes_s, quantum)
+
+
+@functools.lru_cache(maxsize=4096)
+def _htb_attributes(rate_bytes_s: int, ceil_bytes_s: int, quantum: int) -> bytes:
+    """TCA_KIND and TCA_OPTIONS of an HTB class (a pure function of its rates: reservations of one rate
+    share them)."""
+    _, hz = psched()
+    rate = _RATESPEC.pack(3, TC_LINKLAYER_ETHERNET, 0, -1, 0, min(rate_bytes_s, _U32_MAX))
+    ceil = _RATESPEC.pack(3, TC_LINKLAYER_ETHERNET, 0, -1, 0, min(ceil_bytes_s, _U32_MAX))
+    buffer = _xmittime(rate_bytes_s, rate_bytes_s // hz + HTB_MTU_BYTES)
+    cbuffer = _xmittime(ceil_bytes_s, ceil_bytes_s // hz + HTB_MTU_BYTES)
+    options = _nla(TCA_HTB_PARMS, rate + ceil + _HTB_OPT_TAIL.pack(buffer, cbuffer, quantum, 0, 0))
+    if rate_bytes_s > _U32_MAX:
+        options += _nla(TCA_HTB_RATE64, struct.pack("=Q", rate_bytes_s))
+    if ceil_bytes_s > _U32_MAX:
+        options += _nla(TCA_HTB_CEIL64, struct.pack("=Q", ceil_bytes_s))
+    return _nla(TCA_KIND, b"htb\0") + _nla(TCA_OPTIONS, options)
+
+
+def u32_filter_message(ifindex: int, minor: int, priority: int, src: str, dst: str) -> tuple[int, int, bytes]:
+    """``tc filter replace dev D parent 1: protocol all prio P handle 800::M u32 match u8 0x40|0x60 0xf0
+    at 0 match ip[6] src S match ip[6] dst D flowid 1:M`` as a message for ``bulk`` (the keys ``tc``
+    packs: the version nibble, then the address words; host addresses only)."""
+    options = _nla(TCA_U32_CLASSID, struct.pack("=I", 0x10000 | minor)) + _nla(
+        TCA_U32_SEL, _u32_selector(src, dst)
+    )
+    info = (priority << 16) | socket.htons(ETH_P_ALL)
+    header = _TCMSG.pack(0, ifindex, U32_NODE_HANDLE | minor, 0x10000, info)
+    return RTM_NEWTFILTER_MSG, NLM_F_CREATE, header + _U32_KIND + _nla(TCA_OPTIONS, options)
+
+
+_U32_KIND = _nla(TCA_KIND, b"u32\0")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _u32_selector(src: str, dst: str) -> bytes:
+    """The tc_u32_sel of a (src, dst) host match (a reservation's filters on every hop share it)."""
+    src_addr, dst_addr = src.partition("/")[0], dst.partition("/")[0]
+    family = socket.AF_INET6 if ":" in src_addr else socket.AF_INET
+    src_bytes, dst_bytes = socket.inet_pton(family, src_addr), socket.inet_pton(family, dst_addr)
+    version, src_off, dst_off = (0x4, 12, 16) if family == socket.AF_INET else (0x6, 8, 24)
+    keys = [(0xF0000000, version << 28, 0)]
+    for base, address in ((src_off, src_bytes), (dst_off, dst_bytes)):
+        for word in range(len(address) // 4):
+            value = int.from_bytes(address[4 * word : 4 * word + 4], "big")
+            keys.append((_U32_MAX, value, base + 4 * word))
+    selector = _U32_SEL.pack(TC_U32_TERMINAL, 0, len(keys), 0, 0, 0, 0, 0)
+    return selector + b"".join(
+        _U32_KEY_BE.pack(mask, value) + _U32_KEY_OFF.pack(at, 0) for mask, value, at in keys
+    )
+
+
+RTM_DELADDR, RTM_DELQDISC = 21, 37
+IFLA_IFNAME, IFLA_IFALIAS = 3, 20
+IFA_LOCAL, IFA_ADDRESS = 2, 1
+IFF_UP = 0x1
+TC_H_ROOT = 0xFFFFFFFF
+_IFADDR = struct.Struct("=BBBBi")
+
+
+def link_park_messages(ifindex: int, name: str, alias: str, addresses: list[str]) -> list[Message]:
+    """``tc qdisc del dev X root``, ``ip link set X down``, ``ip address del`` of each of
+    ``addresses`` (prefixes), then ``ip link set X name NAME alias ALIAS``, as messages for ``bulk``."""
+    messages: list[Message] = [(RTM_DELQDISC, 0, _TCMSG.pack(0, ifindex, 0, TC_H_ROOT, 0))]
+    messages.append((RTM_NEWLINK, 0, _IFINFO.pack(0, 0, ifindex, 0, IFF_UP)))
+    for prefix in addresses:
+        address, _, length = prefix.partition("/")
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        packed = socket.inet_pton(family, address)
+        header = _IFADDR.pack(family, int(length or len(packed) * 8), 0, 0, ifindex)
+        messages.append((RTM_DELADDR, 0, header + _nla(IFA_LOCAL, packed) + _nla(IFA_ADDRESS, packed)))
+    body = _nla(IFLA_IFNAME, _cstr(name)) + _nla(IFLA_IFALIAS, _cstr(alias))
+    messages.append((RTM_NEWLINK, 0, _IFINFO.pack(0, 0, ifindex, 0, 0) + body))
+    return messages
+
+
+Message = tuple[int, int, bytes]
+"""(message type, extra flags, payload): one request of a ``bulk``."""

@@ -13,6 +13,7 @@ import functools
 import ipaddress
 import math
 import socket
+import struct
 import sys
 from collections.abc import Iterable
 
@@ -26,7 +27,6 @@ from netscaffold.formats.render.objects import (
     KernelElement,
     KernelFilter,
     KernelObject,
-    KernelRoute,
     KernelRule,
 )
 from netscaffold.formats.render.tc import FILTER_PRIORITY, ROOT_MINOR
@@ -37,32 +37,41 @@ _ROOT_QDISC = 0x10000
 _U32_NODE_TABLE = 0x800
 
 
-def read_node(node: str, session: NamespaceSession, devices: Iterable[str]) -> list[KernelObject]:
-    """Every object of ours in the session's namespace (``devices``: the lab ports holding our classes)."""
+def read_node(
+    node: str,
+    session: NamespaceSession,
+    devices: Iterable[str],
+    *,
+    routes: bool = True,
+    sets: Iterable[str] | None = None,
+) -> list[KernelObject]:
+    """Every object of ours in the session's namespace (``devices``: the lab ports holding our classes),
+    or only part of it: ``routes=False`` skips routes and policy rules, ``sets`` names the nft sets to
+    read (None: all of ours)."""
     nl = session.netlink
     try:
-        objects: list[KernelObject] = [
-            KernelRoute(node, r.table, f"{r.dst}/{r.dst_len}", r.protocol, r.next_hops)
-            for r in nl.routes(_OUR_PROTOCOLS)
-        ]
-        objects += [
-            KernelRule(node, r.family, r.priority, r.fwmark, r.table, r.protocol)
-            for r in nl.rules(_OUR_PROTOCOLS)
-        ]
-        index = nl.links()
-        for device in sorted(devices):
+        objects: list[KernelObject] = []
+        if routes:
+            objects += nl.kernel_routes(node, _OUR_PROTOCOLS)
+            objects += [
+                KernelRule(node, r.family, r.priority, r.fwmark, r.table, r.protocol)
+                for r in nl.rules(_OUR_PROTOCOLS)
+            ]
+        chosen = sorted(devices)
+        index = nl.links() if chosen else {}
+        for device in chosen:
             if device in index:
                 objects += _classes(session, node, device, index[device])
                 objects += _filters(session, node, device, index[device])
     except OSError as exc:
         raise BackendError(f"cannot read namespace {session.netns}: {exc}", backend="linux") from None
-    objects += _elements(session, node)
+    objects += _elements(session, node, _SET_FIELDS if sets is None else set(sets))
     return objects
 
 
 def _classes(session: NamespaceSession, node: str, device: str, ifindex: int) -> list[KernelClass]:
     out = []
-    for msg in session.netlink.classes(ifindex):
+    for msg in session.netlink.classes(ifindex, counters=False):
         minor = msg.handle & 0xFFFF
         if msg.kind != "htb" or msg.handle >> 16 != 1 or minor == ROOT_MINOR:
             continue  # the root class holds the link capacity: the lab's, not a plan's
@@ -84,12 +93,15 @@ def _filters(session: NamespaceSession, node: str, device: str, ifindex: int) ->
 
 def _u32_filter(node: str, device: str, minor: int, words: dict[int, int]) -> KernelFilter:
     if words.get(0, 0) >> 28 == 4:
-        src = ipaddress.IPv4Address(words.get(12, 0))
-        dst = ipaddress.IPv4Address(words.get(16, 0))
-        return KernelFilter(node, device, minor, 4, f"{src}/32", f"{dst}/32")
+        return KernelFilter(node, device, minor, 4, _host4(words.get(12, 0)), _host4(words.get(16, 0)))
     src6 = ipaddress.IPv6Address(sum(words.get(8 + 4 * i, 0) << (96 - 32 * i) for i in range(4)))
     dst6 = ipaddress.IPv6Address(sum(words.get(24 + 4 * i, 0) << (96 - 32 * i) for i in range(4)))
     return KernelFilter(node, device, minor, 6, f"{src6}/128", f"{dst6}/128")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _host4(word: int) -> str:
+    return f"{socket.inet_ntop(socket.AF_INET, word.to_bytes(4, 'big'))}/32"
 
 
 _FIELD_BYTES = {"ip4": 4, "ip6": 16, "proto": 4, "port": 4, "mark": 4}
@@ -100,34 +112,65 @@ _SET_FIELDS: dict[str, tuple[str, ...]] = {
     nft_render.circuit_map(6): ("ip6", "ip6"),
     nft_render.RECORD_SET: ("mark", "mark", "mark"),
 }
+_RECORD_FIELDS = _SET_FIELDS[nft_render.RECORD_SET]
 
 
-def _elements(session: NamespaceSession, node: str) -> list[KernelElement]:
+def _elements(session: NamespaceSession, node: str, sets: Iterable[str]) -> list[KernelElement]:
     out: list[KernelElement] = []
-    for set_name, fields in _SET_FIELDS.items():
+    for set_name in sets:
+        fields = _SET_FIELDS.get(set_name)
+        if fields is None:
+            continue  # not a set of ours
         try:
-            raw = session.nftnl.elements(nft_render.TABLE, set_name)
+            rows = session.nftnl.element_rows(nft_render.TABLE, set_name)
         except BackendError:
             return []  # no table of ours (yet): nothing of ours in nft
-        out.extend(_element(node, set_name, fields, msg) for msg in raw)
+        out.extend(_element_of(node, set_name, fields, *row) for row in rows)
     return out
 
 
+_MARKS = struct.Struct("=III")
+
+
 def _element(node: str, set_name: str, fields: tuple[str, ...], msg: ElementMsg) -> KernelElement:
-    key: list[str | int] = []
-    offset = 0
-    for kind in fields:
-        size = _FIELD_BYTES[kind]
-        low = msg.key[offset : offset + size]
-        high = msg.key_end[offset : offset + size] if msg.key_end is not None else low
-        key.append(_field(kind, low, high))
-        offset += size
-    value = None if msg.data is None else int.from_bytes(msg.data[:4], sys.byteorder)
-    left_ms = msg.expires_ms if msg.expires_ms is not None else msg.timeout_ms
-    timeout = None if msg.timeout_ms is None else max(1, math.ceil((left_ms or 1) / 1000))
-    return KernelElement(node, set_name, tuple(key), value, msg.comment, timeout)
+    return _element_of(
+        node, set_name, fields, msg.key, msg.key_end, msg.data, msg.comment, msg.timeout_ms, msg.expires_ms
+    )
 
 
+def _element_of(  # noqa: PLR0917 (one element's fields, as the dump gives them)
+    node: str,
+    set_name: str,
+    fields: tuple[str, ...],
+    key_bytes: bytes,
+    key_end: bytes | None,
+    data: bytes | None,
+    comment: str,
+    timeout_ms: int | None,
+    expires_ms: int | None,
+) -> KernelElement:
+    key: tuple[str | int, ...]
+    if fields == _RECORD_FIELDS and len(key_bytes) >= _MARKS.size:
+        key = _MARKS.unpack_from(key_bytes)  # item records: the bulk of every read-back
+    else:
+        parts: list[str | int] = []
+        offset = 0
+        for kind in fields:
+            size = _FIELD_BYTES[kind]
+            low = key_bytes[offset : offset + size]
+            high = key_end[offset : offset + size] if key_end is not None else low
+            parts.append(_field(kind, low, high))
+            offset += size
+        key = tuple(parts)
+    value = None if data is None else int.from_bytes(data[:4], sys.byteorder)
+    timeout = None
+    if timeout_ms is not None:
+        left_ms = expires_ms if expires_ms is not None else timeout_ms
+        timeout = max(1, math.ceil((left_ms or 1) / 1000))
+    return KernelElement(node, set_name, key, value, comment, timeout)
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def _field(kind: str, low: bytes, high: bytes) -> str | int:
     if kind == "mark":
         return int.from_bytes(low, sys.byteorder)
@@ -153,11 +196,14 @@ def element_write(action: str, element: KernelElement) -> ElementWrite:
     fields = _SET_FIELDS.get(element.set_name)
     if fields is None or len(fields) != len(element.key):
         fields = ("mark",) * len(element.key)  # not one of our sets: the kernel will refuse it by name
-    low, high = b"", b""
-    for kind, part in zip(fields, element.key, strict=True):
-        lo, hi = _field_bytes(kind, part)
-        low += lo
-        high += hi
+    if fields == _RECORD_FIELDS and all(type(part) is int for part in element.key):
+        low = high = _record_key(element.key)  # item records: the bulk of every write
+    else:
+        low, high = b"", b""
+        for kind, part in zip(fields, element.key, strict=True):
+            lo, hi = _field_bytes(kind, part)
+            low += lo
+            high += hi
     timeout_ms = None if element.timeout_s is None else element.timeout_s * 1000
     data = None if element.value is None else element.value.to_bytes(4, sys.byteorder)
     return ElementWrite(
@@ -169,6 +215,13 @@ def element_write(action: str, element: KernelElement) -> ElementWrite:
         element.comment,
         timeout_ms,
     )
+
+
+def _record_key(key: tuple[str | int, ...]) -> bytes:
+    try:
+        return _MARKS.pack(*key)
+    except struct.error as exc:
+        raise BackendError(f"cannot encode {key!r} as a record key: {exc}", backend="linux") from None
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from netscaffold.errors import PlanError
-from netscaffold.formats.render.objects import KernelElement
+from netscaffold.formats.render.objects import KernelElement, canonical_prefix
 from netscaffold.model.config import FirewallRule, Origin
 
 TABLE = "netscaffold"
@@ -130,10 +130,13 @@ def item_comment(kind: str, ident: str, origin: Origin, expires_at: float | None
 def _interval(prefix: str | None, family: int) -> str | Json:
     if prefix is None:
         return {"prefix": {"addr": "::" if family == 6 else "0.0.0.0", "len": 0}}  # noqa: S104 (a match-all prefix, not a bind)
-    network = ipaddress.ip_network(prefix, strict=False)
-    if network.prefixlen == network.max_prefixlen:
-        return str(network.network_address)
-    return {"prefix": {"addr": str(network.network_address), "len": network.prefixlen}}
+    address, _, length = canonical_prefix(prefix).partition("/")  # as ip_network(strict=False), faster
+    if ":" in address and "." in address:  # IPv4-mapped: ipaddress spells it otherwise; keep its spelling
+        network = ipaddress.ip_network(prefix, strict=False)
+        address, length = str(network.network_address), str(network.prefixlen)
+    if int(length) == (128 if ":" in address else 32):
+        return address
+    return {"prefix": {"addr": address, "len": int(length)}}
 
 
 def _freeze(part: str | Json | int) -> str | int:
@@ -148,7 +151,7 @@ def _freeze(part: str | Json | int) -> str | int:
 
 @lru_cache(maxsize=65536)
 def _version(prefix: str) -> int:
-    return ipaddress.ip_network(prefix, strict=False).version
+    return 6 if ":" in canonical_prefix(prefix) else 4
 
 
 @lru_cache(maxsize=65536)

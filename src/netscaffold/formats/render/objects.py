@@ -1,7 +1,8 @@
 """Kernel objects: the canonical, comparable form of what a config item puts in a node's kernel.
 
-Each object knows the node it lives on and an ``ident`` (its identity in the kernel: what a delete names);
-two objects with the same ident and different values mean "replace". The Linux backend reads the kernel
+Each object knows the node it lives on and an ``ident`` (its identity in the kernel: what a delete names;
+computed once, at construction: read-backs and diffs look it up several times per object); two objects
+with the same ident and different values mean "replace". The Linux backend reads the kernel
 back into these objects and diffs them against the objects a desired config renders to.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from netscaffold.errors import ValidationError
@@ -70,9 +71,10 @@ class KernelRoute:
     protocol: int
     next_hops: tuple[tuple[str, int], ...]
 
-    @property
-    def ident(self) -> tuple[str, ...]:
-        return ("route", self.node, str(self.table), self.destination)
+    ident: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ident", ("route", self.node, str(self.table), self.destination))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +88,10 @@ class KernelRule:
     table: int
     protocol: int
 
-    @property
-    def ident(self) -> tuple[str, ...]:
-        return ("rule", self.node, str(self.family), str(self.priority))
+    ident: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ident", ("rule", self.node, str(self.family), str(self.priority)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +105,10 @@ class KernelElement:
     comment: str
     timeout_s: int | None
 
-    @property
-    def ident(self) -> tuple[str, ...]:
-        return ("element", self.node, self.set_name, *(str(part) for part in self.key))
+    ident: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ident", ("element", self.node, self.set_name, *map(str, self.key)))
 
     def same_content(self, other: KernelElement) -> bool:
         """Equal but for the timeout (the kernel reports what is left, not what was asked)."""
@@ -121,9 +125,10 @@ class KernelClass:
     rate_bytes_s: int
     ceil_bytes_s: int
 
-    @property
-    def ident(self) -> tuple[str, ...]:
-        return ("class", self.node, self.device, str(self.minor))
+    ident: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ident", ("class", self.node, self.device, str(self.minor)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +142,12 @@ class KernelFilter:
     src: str
     dst: str
 
-    @property
-    def ident(self) -> tuple[str, ...]:
-        return ("filter", self.node, self.device, str(self.family), str(self.minor))
+    ident: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "ident", ("filter", self.node, self.device, str(self.family), str(self.minor))
+        )
 
 
 KernelObject: TypeAlias = KernelRoute | KernelRule | KernelElement | KernelClass | KernelFilter

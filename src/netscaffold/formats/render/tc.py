@@ -26,7 +26,7 @@ def bytes_per_s(rate_bps: float) -> int:
     return max(MIN_RATE_BYTES_S, round(rate_bps) // 8)
 
 
-def _quantum(rate_bytes_s: int) -> int:
+def quantum(rate_bytes_s: int) -> int:
     return max(_MIN_QUANTUM, min(_MAX_QUANTUM, rate_bytes_s // 10))
 
 
@@ -36,7 +36,7 @@ def root_lines(device: str, capacity_bps: float) -> list[str]:
     return [
         f"qdisc replace dev {device} root handle 1: htb default {DEFAULT_MINOR:x}",
         f"class replace dev {device} parent 1: classid 1:{ROOT_MINOR:x} htb "
-        f"rate {rate * 8}bit ceil {rate * 8}bit quantum {_quantum(rate)}",
+        f"rate {rate * 8}bit ceil {rate * 8}bit quantum {quantum(rate)}",
     ]
 
 
@@ -46,7 +46,7 @@ def class_line(kc: KernelClass, action: Literal["replace", "delete"]) -> str:
         return head
     return (
         f"{head} htb rate {kc.rate_bytes_s * 8}bit ceil {kc.ceil_bytes_s * 8}bit "
-        f"quantum {_quantum(kc.rate_bytes_s)}"
+        f"quantum {quantum(kc.rate_bytes_s)}"
     )
 
 
