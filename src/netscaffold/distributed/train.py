@@ -132,8 +132,7 @@ def _train_loop(config: dict[str, Any]) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     model = LstmForecaster(**config["kwargs"])
     split = round(series.steps * (1.0 - model.validation_fraction))
-    model._resolve_seasonal_lag(series, split)  # the same preparation as LstmForecaster._fit
-    model.spec = model._spec(series.exog_names)
+    model.prepare(series, split)  # the same preparation as LstmForecaster._fit
     train_origins = series.origins(model.min_context, model.horizon, stop=split)
     val_origins = series.origins(model.min_context, model.horizon, start=split)
     if train_origins.size == 0 or val_origins.size == 0:

@@ -77,7 +77,7 @@ class LstmForecaster(Forecaster):
         lr: float = 2e-3,
         windows_per_epoch: int = 65_536,
         patience: int = 3,
-        activity_weight: float = 0.05,
+        activity_weight: float | None = None,
         lr_decay: float = 0.85,
         median_weight: float = 1.0,
         pair_stats: bool = True,
@@ -93,6 +93,8 @@ class LstmForecaster(Forecaster):
             raise ConfigError(
                 "window >= 2 and hidden, layers, epochs, batch_size, threads >= 1", element="lstm"
             )
+        if activity_weight is not None and activity_weight < 0:
+            raise ConfigError(f"activity_weight must be >= 0, got {activity_weight}", element="lstm")
         self.hyper: dict[str, Any] = {
             "window": window, "hidden": hidden, "layers": layers, "epochs": epochs, "batch_size": batch_size,
             "lr": lr, "windows_per_epoch": windows_per_epoch, "patience": patience,
@@ -142,11 +144,24 @@ class LstmForecaster(Forecaster):
         idle_share = float(np.mean(history.values[:split] <= 0.0))
         self.hyper["activity_input"] = int(idle_share >= IDLE_SHARE_FOR_FLAGS)
 
-    # -- fitting ---------------------------------------------------------------------------------
-    def _fit(self, history: PairSeries, split: int) -> None:
+    def _resolve_activity_weight(self) -> None:
+        """``None`` (auto): the activity loss weighs 1.0 beside the pinball loss where pairs go idle (the
+        on/off input is on), 0.05 where they are always on (there the activity is nearly certain and the
+        quantiles are what matters)."""
+        if self.hyper["activity_weight"] is None:
+            self.hyper["activity_weight"] = 1.0 if int(self.hyper["activity_input"]) > 0 else 0.05
+
+    def prepare(self, history: PairSeries, split: int) -> None:
+        """Resolve the automatic hyper-parameters from the training part and fix the inputs (before any
+        training: in process or data-parallel on Ray)."""
         self._resolve_seasonal_lag(history, split)
         self._resolve_activity_input(history, split)
+        self._resolve_activity_weight()
         self.spec = self._spec(history.exog_names)
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def _fit(self, history: PairSeries, split: int) -> None:
+        self.prepare(history, split)
         window, horizon = self.min_context, self.horizon
         train_origins = history.origins(window, horizon, stop=split)
         val_origins = history.origins(window, horizon, start=split)
