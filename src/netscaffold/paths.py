@@ -6,18 +6,22 @@ a per-link utilisation array can inflate costs so that busy links are avoided.
 
 from __future__ import annotations
 
-import heapq
 import itertools
+import math
 import zlib
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from netscaffold.errors import TopologyError
 from netscaffold.model.topology import LinkKey, Topology
 
 if TYPE_CHECKING:
     import networkx as nx
+    from scipy.sparse import csr_array
 
 Path = tuple[str, ...]
 
@@ -48,13 +52,18 @@ class PathFinder:
     _dist_cache: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
     _tree_cache: dict[tuple[str, str], Path] = field(default_factory=dict, repr=False)
     _dags: dict[str, _ShortestPathDag] = field(default_factory=dict, repr=False)
-    _adjacency: dict[str, list[tuple[str, float]]] = field(init=False, repr=False)
+    _in_edges: dict[str, list[tuple[str, int, float]]] = field(init=False, repr=False)
+    _names: list[str] = field(init=False, repr=False)
+    _index: dict[str, int] = field(init=False, repr=False)
+    _csgraph: csr_array | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._graph = self.topology.to_networkx()
-        self._adjacency = {
-            node: [(nxt, attrs.get("cost", 1)) for nxt, attrs in succ.items()]
-            for node, succ in self._graph.succ.items()
+        self._names = list(self._graph.nodes)
+        self._index = {name: i for i, name in enumerate(self._names)}
+        self._in_edges = {
+            node: [(prev, self._index[prev], attrs.get("cost", 1)) for prev, attrs in pred.items()]
+            for node, pred in self._graph.pred.items()
         }
 
     def _check(self, src: str, dst: str) -> None:
@@ -68,28 +77,62 @@ class PathFinder:
         cached = self._ecmp_cache.get(key)
         if cached is not None:
             return cached
-        self._check(src, dst)
-        dag = self._dag_from(src)
-        if dst not in dag.pred:
-            raise TopologyError(f"no path from {src!r} to {dst!r}", element=f"pair {src}->{dst}")
-        window = self.max_ecmp * 8
-        if dag.count(dst, window + 1) <= window:
+        dag, count = self._least_cost_dag(src, dst)
+        if count <= self.max_ecmp * 8:
             paths = dag.first_paths(dst, self.max_ecmp)
         else:
-            paths = self._ecmp_networkx(src, dst, window)
+            paths = self._ecmp_networkx(src, dst, self.max_ecmp * 8)
         self._ecmp_cache[key] = paths
         return paths
+
+    def ecmp_head(self, src: str, dst: str, k: int) -> tuple[int, list[Path]]:
+        """``len(ecmp(src, dst))`` and ``ecmp(src, dst)[:k]``, without listing the paths past the first
+        ``k`` (a planner that keeps a pair's first few equal-cost paths needs no more)."""
+        if k < 1:
+            raise TopologyError(f"k must be >= 1, got {k}")
+        cached = self._ecmp_cache.get((src, dst))
+        if cached is not None:
+            return len(cached), cached[:k]
+        self._check(src, dst)
+        dag = self._dag_from(src)
+        if not dag.reaches(dst):
+            raise TopologyError(f"no path from {src!r} to {dst!r}", element=f"pair {src}->{dst}")
+        count, head = dag.head(dst, min(k, self.max_ecmp), self.max_ecmp * 8 + 1)
+        if count > self.max_ecmp * 8:
+            paths = self.ecmp(src, dst)
+            return len(paths), paths[:k]
+        return min(count, self.max_ecmp), head
+
+    def _least_cost_dag(self, src: str, dst: str) -> tuple[_ShortestPathDag, int]:
+        """The DAG from ``src`` and its number of paths to ``dst``, counted up to one past the window
+        that :meth:`ecmp` lists from the DAG (beyond it, networkx's order decides which are kept)."""
+        self._check(src, dst)
+        dag = self._dag_from(src)
+        if not dag.reaches(dst):
+            raise TopologyError(f"no path from {src!r} to {dst!r}", element=f"pair {src}->{dst}")
+        return dag, dag.count(dst, self.max_ecmp * 8 + 1)
 
     def _dag_from(self, src: str) -> _ShortestPathDag:
         """The least-cost predecessor DAG from ``src`` (one Dijkstra serves every destination), kept for
         the most recently used sources."""
         dag = self._dags.pop(src, None)
         if dag is None:
-            dag = _ShortestPathDag(src, _dijkstra_predecessors(self._adjacency, src))
-            if len(self._dags) >= _DAG_CACHE_SOURCES:
+            dag = _ShortestPathDag(src, self._distances_from(src), self._index, self._in_edges)
+            if len(self._dags) >= max(_DAG_CACHE_SOURCES, _DAG_CACHE_NODES // len(self._names)):
                 del self._dags[next(iter(self._dags))]
         self._dags[src] = dag
         return dag
+
+    def _distances_from(self, src: str) -> array[float]:
+        """Least-cost distance from ``src`` to every node, by index (inf: unreachable; scipy's Dijkstra,
+        in C). Costs are
+        positive, so ``x + cost >= x`` in floating point and every Dijkstra yields the same minimum over
+        paths of the left-to-right float sums: the distances networkx computes, to the last bit."""
+        from scipy.sparse.csgraph import dijkstra
+
+        if self._csgraph is None:
+            self._csgraph = _cost_matrix(self._graph, self._index)
+        return array("d", dijkstra(self._csgraph, indices=self._index[src]).tobytes())
 
     def _ecmp_networkx(self, src: str, dst: str, window: int) -> list[Path]:
         """The reference: the first ``window`` paths networkx yields, sorted (used where that order
@@ -169,64 +212,102 @@ class PathFinder:
 
 
 _DAG_CACHE_SOURCES = 64
+_DAG_CACHE_NODES = 1 << 19
+"""DAGs are kept for the most recent max(64, this / node count) sources: every source of a topology of up
+to 8,192 nodes. Measured on a fat-tree k=12 with 10,000 pairs: about 130 bytes per source and node (most of
+it the memoised paths; 200 with whole ``ecmp`` lists), so some 65-100 MB at most."""
 
 
-def _dijkstra_predecessors(
-    adjacency: Mapping[str, list[tuple[str, float]]], src: str
-) -> dict[str, list[str]]:
-    """``nx.dijkstra_predecessor_and_distance(graph, src, weight="cost")[0]``, step for step (same sums,
-    same exact-equality ties, same successor order), without networkx's per-edge call overhead."""
-    dist: dict[str, float] = {}
-    seen: dict[str, float] = {src: 0.0}
-    pred: dict[str, list[str]] = {src: []}
-    counter = itertools.count()
-    fringe: list[tuple[float, int, str]] = [(0.0, next(counter), src)]
-    while fringe:
-        d, _, node = heapq.heappop(fringe)
-        if node in dist:
-            continue
-        dist[node] = d
-        for nxt, cost in adjacency[node]:
-            nxt_dist = d + cost
-            if nxt in dist:
-                if nxt_dist == dist[nxt]:
-                    pred[nxt].append(node)
-            elif nxt not in seen or nxt_dist < seen[nxt]:
-                seen[nxt] = nxt_dist
-                heapq.heappush(fringe, (nxt_dist, next(counter), nxt))
-                pred[nxt] = [node]
-            elif nxt_dist == seen[nxt]:
-                pred[nxt].append(node)
-    return pred
+def _cost_matrix(graph: nx.DiGraph, index: Mapping[str, int]) -> csr_array:
+    """The link costs as a sparse matrix, nodes numbered by ``index`` (row: from, column: to)."""
+    from scipy.sparse import csr_array
+
+    edges = list(graph.edges(data="cost", default=1))
+    rows = np.fromiter((index[u] for u, _, _ in edges), dtype=np.int64, count=len(edges))
+    cols = np.fromiter((index[v] for _, v, _ in edges), dtype=np.int64, count=len(edges))
+    costs = np.fromiter((float(c) for _, _, c in edges), dtype=np.float64, count=len(edges))
+    return csr_array((costs, (rows, cols)), shape=(len(index), len(index)))
 
 
 @dataclass
 class _ShortestPathDag:
-    """Least-cost paths from one source: predecessor lists, path counts and the lexicographically first
+    """Least-cost paths from one source: the distances, predecessor lists (found on demand: the
+    in-neighbours ``u`` of a node ``v`` with ``dist[u] + cost(u, v) == dist[v]``, the exact-equality ties
+    networkx's ``dijkstra_predecessor_and_distance`` keeps), path counts and the lexicographically first
     paths to each node (memoised: the first ``n`` paths to a node are among the first ``n`` paths to its
     predecessors, each extended by the node)."""
 
     src: str
-    pred: dict[str, list[str]]
+    dist: array[float]
+    """By node index; inf where the source does not reach."""
+    index: Mapping[str, int]
+    in_edges: Mapping[str, list[tuple[str, int, float]]]
+    """Per node, its in-neighbours: (name, index, link cost)."""
     _counts: dict[str, int] = field(default_factory=dict)
-    _first: dict[str, list[Path]] = field(default_factory=dict)
+    _first: dict[int, dict[str, list[Path]]] = field(default_factory=dict)
+    """Per ``n``, the first ``n`` paths to each node."""
+    _heads: dict[int, dict[str, tuple[int, list[Path]]]] = field(default_factory=dict)
+    """Per ``n``, :meth:`head` of each node."""
+
+    def reaches(self, node: str) -> bool:
+        return self.dist[self.index[node]] != math.inf
+
+    def pred(self, node: str) -> list[str]:
+        """The predecessors of a node the source reaches (not memoised: the walks below memoise their
+        results per node, and each asks once)."""
+        if node == self.src:
+            return []
+        dist = self.dist
+        here = dist[self.index[node]]
+        return [prev for prev, at, cost in self.in_edges[node] if dist[at] + cost == here]
 
     def count(self, node: str, cap: int) -> int:
         """Least-cost paths from the source to ``node``, counted up to ``cap``."""
         found = self._counts.get(node)
         if found is None:
-            prevs = self.pred[node]
+            prevs = self.pred(node)
             found = min(cap, sum(self.count(prev, cap) for prev in prevs)) if prevs else 1
             self._counts[node] = found
         return found
 
-    def first_paths(self, node: str, n: int) -> list[Path]:
-        found = self._first.get(node)
+    def head(self, node: str, n: int, cap: int) -> tuple[int, list[Path]]:
+        """``(count(node, cap), first_paths(node, n))`` in one walk (``cap`` the same on every call)."""
+        memo = self._heads.get(n)
+        if memo is None:
+            memo = self._heads[n] = {}
+        found = memo.get(node)
         if found is None:
-            prevs = self.pred[node]
+            prevs = self.pred(node)
+            if not prevs:
+                found = (1, [(node,)])
+            elif len(prevs) == 1:  # already in order and no more than n
+                count, paths = memo.get(prevs[0]) or self.head(prevs[0], n, cap)
+                found = (count, [(*p, node) for p in paths])
+            else:
+                total = 0
+                extended: list[Path] = []
+                for prev in prevs:
+                    count, paths = memo.get(prev) or self.head(prev, n, cap)
+                    total += count
+                    extended.extend([(*p, node) for p in paths])
+                extended.sort()
+                found = (min(cap, total), extended[:n])
+            memo[node] = found
+        return found
+
+    def first_paths(self, node: str, n: int) -> list[Path]:
+        """The lexicographically first ``n`` least-cost paths from the source to ``node``."""
+        memo = self._first.get(n)
+        if memo is None:
+            memo = self._first[n] = {}
+        found = memo.get(node)
+        if found is None:
+            prevs = self.pred(node)
             if not prevs:
                 found = [(node,)]
+            elif len(prevs) == 1:  # already in order and no more than n
+                found = [(*p, node) for p in self.first_paths(prevs[0], n)]
             else:
                 found = sorted((*p, node) for prev in prevs for p in self.first_paths(prev, n))[:n]
-            self._first[node] = found
+            memo[node] = found
         return found

@@ -207,6 +207,7 @@ def test_tick_memo_plans_as_planning_from_scratch(case: dict[str, object]) -> No
     base = rng.random((horizon, len(pairs))) * 30e6
     current, now = NetworkConfig(), 0.0
     chosen = np.arange(len(pairs))
+    held: list[tuple[NetworkConfig, NetworkConfig]] = []  # every tick's desired config, kept to the end
     for tick in case["ticks"]:  # type: ignore[attr-defined]
         changed = rng.random(len(pairs)) < tick["change"]
         activity[:, changed] = rng.random((horizon, int(changed.sum()))) ** 2
@@ -230,6 +231,11 @@ def test_tick_memo_plans_as_planning_from_scratch(case: dict[str, object]) -> No
         assert (got.admitted_pairs, got.candidate_pairs) == (want.admitted_pairs, want.candidate_pairs)
         assert dict(got.occupancy) == dict(want.occupancy)
         assert dict(got.skipped) == dict(want.skipped)
+        held.append((got.desired, want.desired))
         if tick["apply"]:
             current = want.plan.apply_to(current)
         current = _world_moves(current, rng, now, tick["moves"])
+    for got_desired, want_desired in held:  # later ticks left the configs handed out earlier as they were
+        assert got_desired.items == want_desired.items
+        assert len(got_desired) == len(want_desired)
+        assert all(got_desired.get(key) == item for key, item in want_desired.items.items())

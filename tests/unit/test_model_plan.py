@@ -14,6 +14,7 @@ from netscaffold.model import (
     OpKind,
     Origin,
     Plan,
+    PlanOp,
     ProvisionalBudget,
     Reservation,
     Route,
@@ -157,3 +158,67 @@ def test_expiry_helpers() -> None:
     assert cfg.expired(5.0) == [a]
     assert list(cfg.without_expired(5.0)) == [b]
     assert cfg.provisional() == [a]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: Route("h1", "nope", (NextHop("fw"),)),
+            "route nope on h1: destination 'nope' is not a prefix",
+        ),
+        (lambda: Route("h1", "198.18.0.0/24", ()), "route 198.18.0.0/24 on h1: a route needs at least one"),
+        (
+            lambda: Route("h1", "198.18.0.0/24", (NextHop("fw", 0.5),)),
+            "route 198.18.0.0/24 on h1: next-hop weights sum to 0.5, not 1",
+        ),
+        (
+            lambda: Route("h1", "198.18.0.0/24", (NextHop("fw", float("nan")),)),
+            "route 198.18.0.0/24 on h1: next hop 'fw' weight must be > 0",
+        ),
+        (
+            lambda: Route("h1", "198.18.0.0/24", (NextHop("fw", 0.5), NextHop("fw", 0.5))),
+            r"route 198.18.0.0/24 on h1: duplicate next hop in \['fw', 'fw'\]",
+        ),
+        (
+            lambda: Route("h1", "198.18.0.0/24", (NextHop("fw", 0.5), NextHop("h2", -0.5))),
+            "route 198.18.0.0/24 on h1: next hop 'h2' weight must be > 0",
+        ),
+        (
+            lambda: Route("h1", "198.18.0.0/24", (NextHop("fw"),), Origin.PREDICTED),
+            "route 198.18.0.0/24 on h1: a provisional .* needs expires_at",
+        ),
+        (lambda: Reservation("k", ("a",), 1.0), r"reservation k 1 bit/s: path needs at least two nodes"),
+        (lambda: Reservation("k", ("a", "b", "a"), 1.0), "reservation k 1 bit/s: path visits a node twice"),
+        (lambda: Reservation("k", ("a", "b"), -1.0), "reservation k -1 bit/s: rate_bps must be a positive"),
+        (lambda: Reservation("", ("a", "b"), 1.0), "flow_key must not be empty"),
+        (lambda: VirtualCircuit("vc", "k", ("a", "b"), 1.0, expires_at=float("inf")), "circuit vc .*finite"),
+        (lambda: VirtualCircuit("", "k", ("a", "b"), 1.0), "circuit_id must not be empty"),
+    ],
+)
+def test_bad_items_name_themselves(make: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        make()  # type: ignore[operator]
+
+
+def test_plan_of_orders_ops_and_refuses_an_item_twice() -> None:
+    fw = FirewallRule("fw", FlowMatch(src="198.18.0.9/32"), "accept", Origin.PREDICTED, 5.0)
+    route_a, route_b = _predicted_route("h1", "fw"), _predicted_route("fw", "h2")
+    resv = Reservation("a->b", ("h1", "fw", "h2"), 10e6, Origin.PREDICTED, 10.0)
+    ops = [
+        PlanOp(OpKind.ADD, route_b),
+        PlanOp(OpKind.REMOVE, resv),
+        PlanOp(OpKind.ADD, fw),
+        PlanOp(OpKind.UPDATE, route_a, previous=_predicted_route("h1", "fw", 5.0)),
+        PlanOp(OpKind.REMOVE, _predicted_route("h2", "fw")),
+    ]
+    plan = Plan.of(ops)
+    assert [(op.kind.value, op.item.key[0], op.item.devices()[0]) for op in plan.ops] == [
+        ("remove", "route", "h2"),  # removes: routes first
+        ("remove", "reservation", "h1"),
+        ("update", "route", "h1"),
+        ("add", "firewall", "fw"),  # adds: routes last
+        ("add", "route", "fw"),
+    ]
+    with pytest.raises(PlanError, match=r"route 198\.18\.0\.2/32 on h1: item appears twice in one plan"):
+        Plan.of([*ops, PlanOp(OpKind.REMOVE, route_a)])

@@ -97,5 +97,48 @@ def test_ecmp_matches_networkx_on_random_graphs(case: tuple[int, list[tuple[int,
     links = {(f"n{a}", f"n{b}"): Link(f"n{a}", f"n{b}", 1e9, cost=c) for a, b, c in edges if a != b}
     topo = Topology.build(nodes, list(links.values()))
     finder, reference = PathFinder(topo, max_ecmp=max_ecmp), PathFinder(topo, max_ecmp=max_ecmp)
+    heads = PathFinder(topo, max_ecmp=max_ecmp)
     for src, dst in itertools.permutations([node.id for node in nodes], 2):
-        assert _ecmp_or_error(finder, src, dst) == _reference_ecmp(reference, src, dst)
+        want = _reference_ecmp(reference, src, dst)
+        assert _ecmp_or_error(finder, src, dst) == want
+        for k in (1, 2, 5):
+            assert _head_or_error(heads, src, dst, k) == (
+                want if isinstance(want, str) else (len(want), want[:k])
+            )
+
+
+def _head_or_error(finder: PathFinder, src: str, dst: str, k: int) -> tuple[int, list[tuple[str, ...]]] | str:
+    try:
+        return finder.ecmp_head(src, dst, k)
+    except TopologyError as exc:
+        return str(exc)
+
+
+def test_ecmp_head_counts_and_lists_the_first_paths_only() -> None:
+    topo = fat_tree(4, 1e9)
+    hosts = topo.hosts()
+    heads, full = PathFinder(topo), PathFinder(topo)
+    for src, dst in itertools.permutations(hosts, 2):
+        paths = full.ecmp(src, dst)
+        assert heads.ecmp_head(src, dst, 2) == (len(paths), paths[:2])
+    assert not heads._ecmp_cache  # nothing past the head was listed
+    assert heads.ecmp_head(hosts[0], hosts[-1], 100) == (4, full.ecmp(hosts[0], hosts[-1]))
+    with pytest.raises(TopologyError, match="k must be >= 1"):
+        heads.ecmp_head(hosts[0], hosts[-1], 0)
+    # more least-cost paths than the window: the head of networkx's choice, as ecmp gives
+    small, reference = PathFinder(topo, max_ecmp=1), PathFinder(topo, max_ecmp=1)
+    assert small.ecmp_head(hosts[0], hosts[-1], 1) == (1, reference.ecmp(hosts[0], hosts[-1]))
+
+
+def test_ecmp_matches_networkx_after_the_dag_cache_turns_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DAGs evicted and rebuilt (here: two kept) give the same paths as those kept all along."""
+    import netscaffold.paths as paths_module
+
+    monkeypatch.setattr(paths_module, "_DAG_CACHE_SOURCES", 2)
+    monkeypatch.setattr(paths_module, "_DAG_CACHE_NODES", 0)
+    topo = fat_tree(4, 1e9)
+    hosts = topo.hosts()
+    finder, reference = PathFinder(topo), PathFinder(topo)
+    for dst, src in itertools.permutations(hosts, 2):  # a new source every query
+        assert finder.ecmp_head(src, dst, 3) == (len(reference.ecmp(src, dst)), reference.ecmp(src, dst)[:3])
+        assert len(finder._dags) <= 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from tests.helpers.topologies import two_tier
@@ -18,8 +20,9 @@ from netscaffold.model import (
     QosProfile,
     Route,
 )
-from netscaffold.model.config import with_origin
+from netscaffold.model.config import ConfigItem, NextHop, with_origin
 from netscaffold.scaffold import Scaffolder, ScaffoldPolicy, ScaffoldResult
+from netscaffold.scaffold.incremental import DesiredSnapshot
 
 TOPO = two_tier(hosts_per_leaf=3, firewalls=("s1", "s2"))
 PAIRS = (("e1", "e4"), ("e2", "e5"), ("e3", "e6"), ("e4", "e1"), ("e5", "e3"))
@@ -140,3 +143,81 @@ def test_a_refused_plan_drops_the_memo() -> None:
     assert memo.incremental_ticks == 0  # planned from scratch after the error
     assert_same(memo.plan(tick, current, 1.0), scratch.plan(tick, current, 1.0))
     assert memo.incremental_ticks == 1
+
+
+def test_configs_handed_out_stay_as_they_were_and_can_be_planned_against() -> None:
+    memo, scratch = both()
+    ticks = [
+        graph([0.9, 0.8, 0.7, 0.6, 0.9]),
+        graph([0.9, 0.1, 0.7, 0.6, 0.95], bandwidth_bps=3e6),
+        graph([0.2, 0.9, 0.7, 0.6, 0.95]),
+        graph([0.9, 0.9, 0.1, 0.6, 0.95]),
+        graph([0.9, 0.9, 0.8, 0.1, 0.95], bandwidth_bps=2e6),
+        graph([0.1, 0.9, 0.8, 0.9, 0.95]),
+        graph([0.9, 0.1, 0.8, 0.9, 0.1]),
+    ]
+    results, wanted = [], []
+    current = NetworkConfig()
+    for now, tick in enumerate(ticks):
+        got = memo.plan(tick, current, float(now))
+        want = scratch.plan(tick, current, float(now))
+        assert_same(got, want)
+        results.append(got)
+        wanted.append(dict(want.desired.items))
+        current = got.desired  # as if applied: the memo's own view comes back as the current config
+    assert memo.incremental_ticks == 6
+    assert memo._memo is not None
+    assert len(memo._memo.handed_out) <= 4
+    snapshots = [held for result in results[1:] if isinstance(held := result.desired.items, DesiredSnapshot)]
+    assert len(snapshots) == 6
+    assert snapshots[0].detached  # the oldest hold a copy of their own
+    assert sum(not held.detached for held in snapshots) <= 4
+    for result, expected in zip(results, wanted, strict=True):
+        assert dict(result.desired.items) == expected
+        assert len(result.desired) == len(expected)
+        assert set(result.desired.items) == set(expected)
+        assert all(key in result.desired for key in expected)
+        assert sorted(result.desired.items.values(), key=lambda item: item.key) == sorted(
+            expected.values(), key=lambda item: item.key
+        )
+    gone = next(key for key in wanted[0] if key not in wanted[-1])
+    assert gone in results[0].desired
+    assert gone not in results[-1].desired
+    assert results[-1].desired.get(gone) is None
+
+
+def test_desired_snapshot_reads_what_was_there_before_the_memo_edits() -> None:
+    a = Route("l1", "198.18.0.1/32", (NextHop("s1"),), Origin.PREDICTED, 9.0)
+    b = Route("l1", "198.18.0.2/32", (NextHop("s1"),), Origin.PREDICTED, 9.0)
+    c = Route("l2", "198.18.0.3/32", (NextHop("s2"),), Origin.PREDICTED, 9.0)
+    live: dict[tuple[str, ...], ConfigItem] = {a.key: a, b.key: b}
+    snapshot = DesiredSnapshot(live)
+    assert snapshot == {a.key: a, b.key: b}
+    assert not snapshot.detached  # nothing changed: reads go to the live dict
+    # the memo removes a, replaces b and adds c, telling the snapshot first
+    b2 = replace(b, expires_at=12.0)
+    for key, new in ((a.key, None), (b.key, b2), (c.key, c)):
+        snapshot.keep(key, live.get(key))
+        if new is None:
+            del live[key]
+        else:
+            live[key] = new
+    snapshot.keep(b.key, b2)  # a second change to a key: the first value recorded stands
+    assert snapshot[a.key] is a
+    assert snapshot[b.key] is b
+    assert c.key not in snapshot
+    assert a.key in snapshot
+    assert snapshot.get(c.key) is None
+    with pytest.raises(KeyError):
+        snapshot[c.key]
+    assert len(snapshot) == 2
+    assert set(snapshot) == {a.key, b.key}
+    assert snapshot.detached  # the whole-config read made a copy: later edits no longer reach it
+    live.clear()
+    assert snapshot == {a.key: a, b.key: b}
+    assert snapshot != {a.key: a}
+    other = DesiredSnapshot({c.key: c})
+    other.detach()
+    assert other.detached
+    assert other == DesiredSnapshot({c.key: c})
+    assert other != snapshot

@@ -58,24 +58,31 @@ Action = Literal["accept", "drop"]
 _WEIGHT_TOLERANCE = 1e-6
 
 
+# The checks below run on every item built (planners build thousands per tick): they name the item
+# (``describe()``) only when they raise.
+
+
 def _check_common(item: ConfigItem) -> None:
-    where = item.describe()
     if item.origin is Origin.PREDICTED and item.expires_at is None:
-        raise ValidationError("a provisional (predicted) item needs expires_at", element=where)
+        raise ValidationError("a provisional (predicted) item needs expires_at", element=item.describe())
     if item.expires_at is not None and not math.isfinite(item.expires_at):
-        raise ValidationError(f"expires_at must be finite, got {item.expires_at!r}", element=where)
+        raise ValidationError(f"expires_at must be finite, got {item.expires_at!r}", element=item.describe())
 
 
-def _check_rate(rate_bps: float, where: str) -> None:
+def _check_rate(item: Reservation | VirtualCircuit) -> None:
+    rate_bps = item.rate_bps
     if not (math.isfinite(rate_bps) and rate_bps > 0):
-        raise ValidationError(f"rate_bps must be a positive number, got {rate_bps!r}", element=where)
+        raise ValidationError(
+            f"rate_bps must be a positive number, got {rate_bps!r}", element=item.describe()
+        )
 
 
-def _check_path(path: tuple[str, ...], where: str) -> None:
+def _check_path(item: Reservation | VirtualCircuit) -> None:
+    path = item.path
     if len(path) < 2:
-        raise ValidationError(f"path needs at least two nodes, got {list(path)}", element=where)
+        raise ValidationError(f"path needs at least two nodes, got {list(path)}", element=item.describe())
     if len(set(path)) != len(path):
-        raise ValidationError(f"path visits a node twice: {list(path)}", element=where)
+        raise ValidationError(f"path visits a node twice: {list(path)}", element=item.describe())
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,24 +102,30 @@ class Route:
     expires_at: float | None = None
 
     def __post_init__(self) -> None:
-        where = self.describe()
         try:
             parse_prefix(self.destination)
         except ValueError:
             raise ValidationError(
-                f"destination {self.destination!r} is not a prefix", element=where
+                f"destination {self.destination!r} is not a prefix", element=self.describe()
             ) from None
-        if not self.next_hops:
-            raise ValidationError("a route needs at least one next hop", element=where)
-        vias = [h.via for h in self.next_hops]
-        if len(set(vias)) != len(vias):
-            raise ValidationError(f"duplicate next hop in {vias}", element=where)
-        for hop in self.next_hops:
+        hops = self.next_hops
+        if len(hops) == 1:  # the common case, checked without building lists
+            (hop,) = hops
             if not (math.isfinite(hop.weight) and hop.weight > 0):
-                raise ValidationError(f"next hop {hop.via!r} weight must be > 0", element=where)
-        total = sum(h.weight for h in self.next_hops)
+                raise ValidationError(f"next hop {hop.via!r} weight must be > 0", element=self.describe())
+            total = hop.weight
+        else:
+            if not hops:
+                raise ValidationError("a route needs at least one next hop", element=self.describe())
+            vias = [h.via for h in hops]
+            if len(set(vias)) != len(vias):
+                raise ValidationError(f"duplicate next hop in {vias}", element=self.describe())
+            for hop in hops:
+                if not (math.isfinite(hop.weight) and hop.weight > 0):
+                    raise ValidationError(f"next hop {hop.via!r} weight must be > 0", element=self.describe())
+            total = sum(h.weight for h in hops)
         if abs(total - 1.0) > _WEIGHT_TOLERANCE:
-            raise ValidationError(f"next-hop weights sum to {total:.6g}, not 1", element=where)
+            raise ValidationError(f"next-hop weights sum to {total:.6g}, not 1", element=self.describe())
         _check_common(self)
 
     @property
@@ -209,11 +222,10 @@ class Reservation:
     expires_at: float | None = None
 
     def __post_init__(self) -> None:
-        where = self.describe()
         if not self.flow_key:
-            raise ValidationError("flow_key must not be empty", element=where)
-        _check_path(self.path, where)
-        _check_rate(self.rate_bps, where)
+            raise ValidationError("flow_key must not be empty", element=self.describe())
+        _check_path(self)
+        _check_rate(self)
         _check_common(self)
 
     @property
@@ -242,11 +254,10 @@ class VirtualCircuit:
     expires_at: float | None = None
 
     def __post_init__(self) -> None:
-        where = self.describe()
         if not self.circuit_id:
-            raise ValidationError("circuit_id must not be empty", element=where)
-        _check_path(self.path, where)
-        _check_rate(self.rate_bps, where)
+            raise ValidationError("circuit_id must not be empty", element=self.describe())
+        _check_path(self)
+        _check_rate(self)
         _check_common(self)
 
     @property

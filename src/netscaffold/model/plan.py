@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import itemgetter
 
 from netscaffold.errors import PlanError, TopologyError
 from netscaffold.model.config import (
@@ -80,8 +81,7 @@ class ProvisionalBudget:
         return self.per_device.get(device, self.rule_slots_per_device)
 
 
-def _kind_rank(item: ConfigItem) -> int:
-    return KIND_ORDER.index(item.key[0])
+_KIND_RANK = {kind: rank for rank, kind in enumerate(KIND_ORDER)}
 
 
 @dataclass(frozen=True)
@@ -115,20 +115,20 @@ class Plan:
     @classmethod
     def of(cls, ops: Iterable[PlanOp], *, allow_confirmed_changes: bool = False) -> Plan:
         """Order ops deterministically: removes (routes first), updates, then adds (routes last)."""
-        op_list = list(ops)
         seen: set[ItemKey] = set()
-        for op in op_list:
-            if op.item.key in seen:
+        placed: list[tuple[tuple[int, int, ItemKey], PlanOp]] = []
+        for op in ops:
+            key = op.item.key  # built once per op: a property that makes a tuple
+            if key in seen:
                 raise PlanError("item appears twice in one plan", element=op.item.describe())
-            seen.add(op.item.key)
-
-        def order(op: PlanOp) -> tuple[int, int, ItemKey]:
-            rank = _kind_rank(op.item)
+            seen.add(key)
+            rank = _KIND_RANK[key[0]]
             if op.kind is OpKind.REMOVE:
-                return (0, -rank, op.item.key)
-            return (1 if op.kind is OpKind.UPDATE else 2, rank, op.item.key)
-
-        return cls(tuple(sorted(op_list, key=order)), allow_confirmed_changes)
+                placed.append(((0, -rank, key), op))
+            else:
+                placed.append(((1 if op.kind is OpKind.UPDATE else 2, rank, key), op))
+        placed.sort(key=itemgetter(0))  # keys are unique: no two places tie
+        return cls(tuple(op for _, op in placed), allow_confirmed_changes)
 
     def __len__(self) -> int:
         return len(self.ops)
@@ -230,7 +230,6 @@ class Plan:
 
 
 def _check_against_topology(item: ConfigItem, topology: Topology) -> None:
-    where = item.describe()
     try:
         for device in item.devices():
             topology.node(device)
@@ -238,12 +237,13 @@ def _check_against_topology(item: ConfigItem, topology: Topology) -> None:
             for hop in item.next_hops:
                 if (item.device, hop.via) not in topology.links:
                     raise PlanError(
-                        f"next hop {hop.via!r} is not a neighbour of {item.device!r}", element=where
+                        f"next hop {hop.via!r} is not a neighbour of {item.device!r}",
+                        element=item.describe(),
                     )
         elif isinstance(item, Reservation | VirtualCircuit):
             topology.path_links(item.path)
     except TopologyError as exc:
-        raise PlanError(f"{exc.location.element}: {exc.reason}", element=where) from None
+        raise PlanError(f"{exc.location.element}: {exc.reason}", element=item.describe()) from None
 
 
 def _check_link_commitment(

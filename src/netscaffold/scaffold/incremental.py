@@ -10,15 +10,18 @@ followed. It answers only when every candidate fits the budget (greedy admission
 whatever the order); otherwise, or when the horizon or step changed, the scaffolder plans from scratch.
 The result is the same plan as planning from scratch (tested with hypothesis over random tick sequences):
 route weights are re-added in admission order, and limits are checked on what changed with a float margin,
-falling back to the full :meth:`Plan.validate` near one.
+falling back to the full :meth:`Plan.validate` near one. A route with one next hop has weight 1 on it
+whatever its feeders' masses, so it is rebuilt only when its feeders come or go or its next hops change;
+the desired config is edited in place and handed out as a :class:`DesiredSnapshot` (no copy per tick).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import weakref
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -39,6 +42,7 @@ from netscaffold.model.config import (
 )
 from netscaffold.model.plan import OpKind, Plan, PlanOp, firewall_conflict
 from netscaffold.model.predicted import PredictedGraph
+from netscaffold.model.qos import QosProfile
 from netscaffold.model.topology import Endpoint, LinkKey
 from netscaffold.scaffold import items as mk
 
@@ -102,6 +106,7 @@ class PairTable:
     index: dict[Pair, int]
     src: list[Endpoint | None]
     dst: list[Endpoint | None]
+    qos: list[QosProfile | None]
     valid: BoolArray
     min_probability: FloatArray
     quantile_index: IntArray
@@ -116,6 +121,7 @@ class PairTable:
         n = len(predicted.pairs)
         src = [endpoints.get(s) for s, _ in predicted.pairs]
         dst = [endpoints.get(d) for _, d in predicted.pairs]
+        qos_of: list[QosProfile | None] = [None] * n
         valid = np.zeros(n, dtype=bool)
         min_probability = np.full(n, np.inf)
         quantile_index = np.zeros(n, dtype=np.int64)
@@ -126,7 +132,7 @@ class PairTable:
         for i, (s, d) in enumerate(zip(src, dst, strict=True)):
             if s is None or d is None or s.host == d.host:
                 continue
-            qos = scaffolder.qos.lookup(s.app_name, d.app_name)
+            qos = qos_of[i] = scaffolder.qos.lookup(s.app_name, d.app_name)
             risk = scaffolder.policy.risk(qos.name)
             valid[i] = True
             min_probability[i] = risk.min_probability
@@ -139,6 +145,7 @@ class PairTable:
             predicted.pair_index(),
             src,
             dst,
+            qos_of,
             valid,
             min_probability,
             quantile_index,
@@ -243,6 +250,92 @@ class PairInputs:
         return out
 
 
+_ATTACHED_SNAPSHOTS = 4
+"""Snapshots the memo keeps up to date at most; older ones still held get a copy of their own."""
+
+
+class DesiredSnapshot(Mapping[ItemKey, ConfigItem]):
+    """The memo's desired config as it stood when a plan was handed out, without a copy per tick: the
+    memo edits its dict in place and, while this snapshot is alive, first records here the value each key
+    had (None: absent). Copying 24,000 items each tick cost more in garbage-collector scans of the copy
+    than in the copy itself. The first whole-config read after such a change makes a private copy."""
+
+    __slots__ = ("__weakref__", "_before", "_detached", "_live")
+
+    def __init__(self, live: dict[ItemKey, ConfigItem]) -> None:
+        self._live = live
+        self._before: dict[ItemKey, ConfigItem | None] = {}
+        self._detached = False
+
+    @property
+    def detached(self) -> bool:
+        """Whether this snapshot holds a copy of its own (the memo need no longer tell it anything)."""
+        return self._detached
+
+    def detach(self) -> None:
+        """Take a private copy, so that the memo need no longer tell this snapshot what changes."""
+        frozen = self._frozen()
+        if not self._detached:
+            self._live, self._detached = dict(frozen), True
+
+    def keep(self, key: ItemKey, value: ConfigItem | None) -> None:
+        """The memo is about to change ``key``, which holds ``value`` (None: absent)."""
+        if not self._detached:
+            self._before.setdefault(key, value)
+
+    def _frozen(self) -> dict[ItemKey, ConfigItem]:
+        """The whole config (the memo's dict itself while nothing changed since)."""
+        if self._before:
+            out = dict(self._live)
+            for key, held in self._before.items():
+                if held is None:
+                    out.pop(key, None)
+                else:
+                    out[key] = held
+            self._live, self._before, self._detached = out, {}, True
+        return self._live
+
+    def __getitem__(self, key: ItemKey) -> ConfigItem:
+        before = self._before
+        if before and key in before:
+            held = before[key]
+            if held is None:
+                raise KeyError(key)
+            return held
+        return self._live[key]
+
+    def __contains__(self, key: object) -> bool:
+        before = self._before
+        if before and key in before:
+            return before[key] is not None
+        return key in self._live
+
+    def __iter__(self) -> Iterator[ItemKey]:
+        return iter(list(self._frozen()))
+
+    def __len__(self) -> int:
+        return len(self._frozen())
+
+    def keys(self) -> KeysView[ItemKey]:
+        return self._frozen().keys()
+
+    def values(self) -> ValuesView[ConfigItem]:
+        return self._frozen().values()
+
+    def items(self) -> ItemsView[ItemKey, ConfigItem]:
+        return self._frozen().items()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DesiredSnapshot):
+            other = other._frozen()
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        mine = self._frozen()
+        return mine == other if isinstance(other, dict) else mine == dict(other.items())
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class _FixedView(Mapping[ItemKey, ConfigItem]):
     """The non-provisional items of a config, without copying them out (``in`` is all candidates ask)."""
 
@@ -319,6 +412,10 @@ class TickMemo:
     )
     drops: defaultdict[str, dict[ItemKey, FirewallRule]] = field(default_factory=lambda: defaultdict(dict))
     suppressed: set[Pair] = field(default_factory=set)
+    handed_out: list[weakref.ref[DesiredSnapshot]] = field(default_factory=list)
+    desired_ids: set[int] = field(default_factory=set)
+    """``id()`` of every item in ``desired`` (which keeps them alive, so the ids are theirs alone)."""
+    """The desired configs of earlier ticks that callers still hold (views of ``desired``)."""
 
     # -- building from a plan made from scratch ------------------------------------------------------
     @classmethod
@@ -339,10 +436,11 @@ class TickMemo:
             {c.pair: c for c in candidates},
             {c.pair for c in eligible},
             {c.pair for c in admitted},
-            desired,
+            dict(desired),  # the memo edits its own copy in place; ``desired`` went out with the plan
         )
         memo.suppressed = {c.pair for c in candidates} - memo.eligible
         touched = _Touched()
+        memo.desired_ids = {id(item) for item in memo.desired.values()}
         for key, item in desired.items():
             if _is_fixed(item):
                 memo._fix(key, None, item, touched)
@@ -397,14 +495,17 @@ class TickMemo:
     def _config_changes(self, cur: Mapping[ItemKey, ConfigItem]) -> set[ItemKey]:
         """Keys where the current config differs from the last desired one (an expiry, the refiner, a
         refused plan)."""
-        last = self.desired
-        if len(cur) == len(last) and cur == last:
-            return set()
-        changed: set[ItemKey] = set(cur.keys() ^ last.keys())
-        for key, item in cur.items():
-            old = last.get(key)
-            if old is not item and old is not None and old != item:
-                changed.add(key)
+        last, held = self.desired, self.desired_ids
+        # By identity first: an item of the last desired config that is still in the current one is
+        # unchanged (configs are keyed by item key). This reads the dicts' entries but none of the keys or
+        # items they point to, where comparing the dicts hashes and compares every key. An equal item
+        # that is another object counts as changed: its key is recomputed, to the same result.
+        if len(cur) == len(last) and all(map(held.__contains__, map(id, cur.values()))):
+            return set()  # every item of the current config is one of the last desired, and no more
+        changed = {key for key, item in cur.items() if id(item) not in held}
+        kept = len(cur) - len(changed) + sum(1 for key in changed if key in last)
+        if kept < len(last):  # some keys of the last desired config are gone from the current one
+            changed |= last.keys() - cur.keys()
         return changed
 
     def _fixed_changes(
@@ -490,7 +591,9 @@ class TickMemo:
                 old = replaced[i] if i in replaced else self.candidates.get(i)
                 assert old is not None
                 if i in self.eligible and i not in reshaped:
-                    dirty |= _keys_of(old)  # the same items and routes: only their values may differ
+                    # the same items and routes: only their values may differ, and a route with one next
+                    # hop has weight 1 on it whatever the masses
+                    dirty |= self._value_keys(old)
                     continue
                 dirty |= self._remove_admitted(old)
                 self.admitted.discard(i)
@@ -510,31 +613,42 @@ class TickMemo:
         from netscaffold.scaffold.planner import ScaffoldResult
 
         cur = current.items
-        desired = dict(self.desired)
+        desired = self.desired  # edited in place: the configs handed out earlier keep what they held
+        desired_ids = self.desired_ids
+        handed_out = [snapshot for ref in self.handed_out if (snapshot := ref()) is not None]
+        while len(handed_out) > _ATTACHED_SNAPSHOTS:  # a caller that keeps many: copy the oldest
+            handed_out.pop(0).detach()
         ops: list[PlanOp] = []
         touched = _Touched()
         tick = _Tick(scaffolder, now_s, self.inputs.horizon_s, expires_at)
         for key in dirty:
-            new = self._desired_item(tick, key, cur.get(key))
-            old = self.desired.get(key)
+            existing = cur.get(key)
+            new = self._desired_item(tick, key, existing)
+            old = desired.get(key)
             if new is not old:
                 self._index_desired(key, old, new, touched)
+                for snapshot in handed_out:
+                    snapshot.keep(key, old)
+                if old is not None:
+                    desired_ids.discard(id(old))
                 if new is None:
                     del desired[key]
                 else:
                     desired[key] = new
-            op = _op(cur.get(key), new)
+                    desired_ids.add(id(new))
+            op = _op(existing, new)
             if op is not None:
                 ops.append(op)
         plan = Plan.of(ops)
-        self.desired = desired
         self._validate(scaffolder, plan, current, touched)
+        snapshot = DesiredSnapshot(desired)
+        self.handed_out = [weakref.ref(held) for held in (*handed_out, snapshot) if not held.detached]
         skipped = skip_counts(self.status)
         if self.suppressed:
             skipped["suppressed by the refiner"] = len(self.suppressed)
         return ScaffoldResult(
             plan=plan,
-            desired=NetworkConfig(desired),
+            desired=NetworkConfig(snapshot),
             admitted_pairs=len(self.admitted),
             candidate_pairs=len(self.eligible),
             occupancy={d: n for d, n in self.occupancy.items() if n > 0},
@@ -581,8 +695,8 @@ class TickMemo:
             and existing.next_hops == hops
         ):
             return existing  # what keep_if_close decides, without building the route
-        route = Route(device, destination, hops, Origin.PREDICTED, tick.expires_at)
-        return tick.scaffolder.keep_if_close(existing, route, tick.now_s, tick.horizon_s)
+        # keep_if_close would keep only a route with these hops that covers the horizon: not ``existing``
+        return Route(device, destination, hops, Origin.PREDICTED, tick.expires_at)
 
     # -- validation ----------------------------------------------------------------------------------
     def _validate(
@@ -673,20 +787,28 @@ class TickMemo:
                 touched.devices.add(device)
 
     def _add_admitted(self, cand: Candidate) -> set[ItemKey]:
+        """Index ``cand`` as admitted; the keys whose desired item may change (its items; its routes
+        unless the route already had feeders, keeps its one next hop and so its weights)."""
         keys: set[ItemKey] = set()
         for item in cand.items:
             self.producers[item.key].add(cand.pair)
             keys.add(item.key)
         for device, hops in cand.routes.items():
             route_key = (device, cand.destination)
-            self.feeders[route_key].add(cand.pair)
+            users = self.feeders[route_key]
+            changed = not users
+            users.add(cand.pair)
             counts = self.vias[route_key]
             for via in hops:
-                counts[via] = counts.get(via, 0) + 1
-            keys.add(("route", device, cand.destination))
+                seen = counts.get(via, 0)
+                counts[via] = seen + 1
+                changed = changed or not seen
+            if changed or len(counts) > 1:
+                keys.add(("route", device, cand.destination))
         return keys
 
     def _remove_admitted(self, cand: Candidate) -> set[ItemKey]:
+        """Un-index ``cand``; the keys whose desired item may change (as for :meth:`_add_admitted`)."""
         keys: set[ItemKey] = set()
         for item in cand.items:
             makers = self.producers[item.key]
@@ -698,7 +820,8 @@ class TickMemo:
             route_key = (device, cand.destination)
             users = self.feeders[route_key]
             users.discard(cand.pair)
-            if not users:
+            changed = not users
+            if changed:
                 del self.feeders[route_key]
             counts = self.vias[route_key]
             for via in hops:
@@ -707,9 +830,23 @@ class TickMemo:
                     counts[via] = left
                 else:
                     del counts[via]
+                    changed = True
             if not counts:
                 del self.vias[route_key]
-            keys.add(("route", device, cand.destination))
+            if changed or len(counts) > 1:
+                keys.add(("route", device, cand.destination))
+        return keys
+
+    def _value_keys(self, cand: Candidate) -> set[ItemKey]:
+        """The keys of an admitted candidate whose values follow its forecast: its items, and its routes
+        that split over more than one next hop."""
+        keys: set[ItemKey] = {item.key for item in cand.items}
+        vias = self.vias
+        keys.update(
+            ("route", device, cand.destination)
+            for device in cand.routes
+            if len(vias[(device, cand.destination)]) > 1
+        )
         return keys
 
     def _recheck(self, scaffolder: Scaffolder, touched: _Touched) -> None:
@@ -785,10 +922,11 @@ def _same_shape(old: Candidate, new: Candidate) -> bool:
         return True
     if old.destination != new.destination or len(old.items) != len(new.items):
         return False
-    if old.routes.keys() != new.routes.keys():
-        return False
-    if any(hops.keys() != new.routes[device].keys() for device, hops in old.routes.items()):
-        return False
+    if old.paths is not new.paths:  # the same (cached, never mutated) paths feed the same next hops
+        if old.routes.keys() != new.routes.keys():
+            return False
+        if any(hops.keys() != new.routes[device].keys() for device, hops in old.routes.items()):
+            return False
     return all(
         a.key == b.key and a.devices() == b.devices() and _path_rate(a) == _path_rate(b)
         for a, b in zip(old.items, new.items, strict=True)
@@ -799,12 +937,6 @@ def _path_rate(item: ConfigItem) -> tuple[Path, float] | None:
     if isinstance(item, Reservation | VirtualCircuit):
         return item.path, item.rate_bps
     return None
-
-
-def _keys_of(cand: Candidate) -> set[ItemKey]:
-    keys: set[ItemKey] = {item.key for item in cand.items}
-    keys.update(("route", device, cand.destination) for device in cand.routes)
-    return keys
 
 
 @functools.lru_cache(maxsize=1 << 14)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from netscaffold.model.config import (
     FirewallRule,
@@ -44,6 +44,9 @@ def permits(
     devices: Iterable[str], src: Endpoint, dst: Endpoint, qos: QosProfile, expires_at: float
 ) -> list[FirewallRule]:
     """Accept rules for src -> dst on each firewall: one per allowed port, or one for the address pair."""
+    devices = list(devices)
+    if not devices:
+        return []
     src_prefix, dst_prefix = host_prefix(src.address), host_prefix(dst.address)
     if qos.allowed_ports:
         matches = [
@@ -59,8 +62,14 @@ def permits(
     ]
 
 
-def route_contributions(paths: Iterable[tuple[Path, float]], weight: float) -> dict[str, dict[str, float]]:
+def route_contributions(paths: Sequence[tuple[Path, float]], weight: float) -> dict[str, dict[str, float]]:
     """Per device on the paths (all but the last node): next hop -> probability mass x ``weight``."""
+    if len(paths) == 1:  # the common case: one path
+        ((path, probability),) = paths
+        mass = probability * weight
+        single = {here: {nxt: mass} for here, nxt in itertools.pairwise(path)}
+        if len(single) == len(path) - 1:  # no node twice, so nothing to add up (0.0 + mass is mass)
+            return single
     out: dict[str, dict[str, float]] = {}
     for path, probability in paths:
         mass = probability * weight

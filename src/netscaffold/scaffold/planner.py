@@ -33,7 +33,7 @@ from netscaffold.model.config import (
 )
 from netscaffold.model.plan import Plan, provisional_entries_per_device
 from netscaffold.model.predicted import PredictedGraph
-from netscaffold.model.qos import QosPolicy
+from netscaffold.model.qos import QosPolicy, QosProfile
 from netscaffold.model.topology import Endpoint, LinkKey, Topology
 from netscaffold.paths import PathFinder
 from netscaffold.scaffold import items as mk
@@ -217,9 +217,10 @@ class Scaffolder:
     ) -> tuple[int, Candidate | None]:
         """The candidate of one placed pair, or the status code saying why there is none."""
         table = inputs.table
-        src, dst = table.src[index], table.dst[index]
+        src, dst, qos = table.src[index], table.dst[index], table.qos[index]
         assert src is not None
         assert dst is not None
+        assert qos is not None
         if inputs.pinned[index]:
             paths = [(self.paths.tree_path(src.host, dst.host), 1.0)]
         else:
@@ -227,6 +228,7 @@ class Scaffolder:
         cand = self._candidate(
             src,
             dst,
+            qos,
             float(inputs.probability[index]),
             paths,
             forecast_bps=float(inputs.forecast_bps[index]),
@@ -254,8 +256,9 @@ class Scaffolder:
         key = (src_host, dst_host)
         found = self._default_paths.get(key)
         if found is None:
-            ecmp = self.paths.ecmp(src_host, dst_host)
-            found = self._kept_paths([(p, 1.0 / len(ecmp)) for p in ecmp])
+            # all equal weights and in path order: the paths kept are among the first max_paths
+            count, head = self.paths.ecmp_head(src_host, dst_host, self.policy.max_paths)
+            found = self._kept_paths([(p, 1.0 / count) for p in head])
             self._default_paths[key] = found
         return found
 
@@ -270,6 +273,7 @@ class Scaffolder:
         self,
         src: Endpoint,
         dst: Endpoint,
+        qos: QosProfile,
         probability: float,
         paths: list[tuple[Path, float]],
         *,
@@ -278,7 +282,6 @@ class Scaffolder:
         expires_at: float,
         fixed: Mapping[ItemKey, ConfigItem],
     ) -> Candidate | None:
-        qos = self.qos.lookup(src.app_name, dst.app_name)
         key = flow_key(src.id, dst.id)
         top_path = paths[0][0]
         items: list[ConfigItem] = []
