@@ -12,12 +12,12 @@ and reports the entries it had not seen, so a flow start is late, never lost whi
 
 from __future__ import annotations
 
-import errno
 import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from netscaffold.backends.linux.announcements import read_queued, subscribed_socket
 from netscaffold.backends.linux.netlink import _HDR, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
 from netscaffold.backends.linux.session import open_in_namespace
 from netscaffold.formats.render.layout import LabLayout
@@ -32,7 +32,6 @@ CTA_TUPLE_ORIG, CTA_TUPLE_IP, CTA_TUPLE_PROTO = 1, 1, 2
 CTA_IP_V4_SRC, CTA_IP_V4_DST, CTA_IP_V6_SRC, CTA_IP_V6_DST = 1, 2, 3, 4
 CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
 CONNTRACK_RCVBUF_BYTES = 8 << 20
-SO_RCVBUFFORCE = 33
 _NFGEN = struct.Struct("=BBH")
 _ATTR = struct.Struct("=HH")
 _PORTED = frozenset({6, 17, 132, 136})  # tcp, udp, sctp, udplite: protocols with ports
@@ -108,13 +107,7 @@ def decode_entry(data: bytes, pos: int, end: int, node: str, now_s: float) -> Fl
 
 
 def _subscribed_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, CONNTRACK_RCVBUF_BYTES)
-    except OSError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CONNTRACK_RCVBUF_BYTES)
-    sock.bind((0, 1 << (NFNLGRP_CONNTRACK_NEW - 1)))
-    return sock
+    return subscribed_socket(NETLINK_NETFILTER, 1 << (NFNLGRP_CONNTRACK_NEW - 1), CONNTRACK_RCVBUF_BYTES)
 
 
 def _dump_socket() -> socket.socket:
@@ -136,30 +129,13 @@ class NamespaceConntrack:
         """Flows a resync reported: announcements of them still queued are not reported again."""
 
     def poll(self, now_s: float) -> list[FlowStart]:
-        starts: list[FlowStart] = []
-        while True:
-            try:
-                data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                self._resynced.clear()  # what was queued at the resync has been read
-                return starts
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-                self.overflows += 1
-                self._drain()  # stale announcements out, so that the kernel reports the next overflow
-                return starts + self.resync(now_s)
-            starts += [s for s in self._decode(data, now_s) if s.key not in self._resynced]
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
+        chunks, overflowed = read_queued(self.sock)
+        starts = [s for data in chunks for s in self._decode(data, now_s) if s.key not in self._resynced]
+        if overflowed:
+            self.overflows += 1
+            return starts + self.resync(now_s)
+        self._resynced.clear()  # what was queued at the resync has been read
+        return starts
 
     def _decode(self, data: bytes, now_s: float) -> list[FlowStart]:
         out = []

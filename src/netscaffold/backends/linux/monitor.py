@@ -10,10 +10,10 @@ and reports the difference from what it last knew, so no change is lost, only co
 
 from __future__ import annotations
 
-import errno
 import socket
 from collections.abc import Iterable
 
+from netscaffold.backends.linux.announcements import read_queued, subscribed_socket
 from netscaffold.backends.linux.netlink import (
     _HDR,
     RTM_DELROUTE,
@@ -30,7 +30,6 @@ from netscaffold.model.events import RouteUpdate
 
 RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE = 0x40, 0x400
 MONITOR_RCVBUF_BYTES = 16 << 20
-SO_RCVBUFFORCE = 33
 RouteKey = tuple[int, str]  # (table, destination prefix)
 
 
@@ -51,29 +50,12 @@ class NamespaceMonitor:
 
     def poll(self, now_s: float) -> list[RouteUpdate]:
         """Announcements queued since the last call (non-blocking); a resync after an overflow."""
-        updates: list[RouteUpdate] = []
-        while True:
-            try:
-                data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return updates
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-                self.overflows += 1
-                self._drain()  # stale announcements out, so that the kernel reports the next overflow
-                return updates + self.resync(now_s)
-            updates += self._decode(data, now_s)
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
+        chunks, overflowed = read_queued(self.sock)
+        updates = [update for data in chunks for update in self._decode(data, now_s)]
+        if overflowed:
+            self.overflows += 1
+            updates += self.resync(now_s)
+        return updates
 
     def resync(self, now_s: float) -> list[RouteUpdate]:
         """The difference between a fresh dump and what was known, as updates (withdrawals last)."""
@@ -147,10 +129,4 @@ class RouteMonitor:
 
 
 def _subscribed_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, MONITOR_RCVBUF_BYTES)
-    except OSError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, MONITOR_RCVBUF_BYTES)
-    sock.bind((0, RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
-    return sock
+    return subscribed_socket(0, RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE, MONITOR_RCVBUF_BYTES)  # NETLINK_ROUTE
