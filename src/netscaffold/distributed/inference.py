@@ -67,6 +67,25 @@ def series_columns(series: PairSeries, columns: IntArray) -> PairSeries:
     )
 
 
+def assemble_columns(
+    parts: Sequence[tuple[FloatArray, FloatArray]],
+    columns: Sequence[IntArray],
+    origins: IntArray,
+    horizon: int,
+    *,
+    n_pairs: int,
+    levels: tuple[float, ...],
+) -> Forecast:
+    """The whole forecast from the shards' parts: each shard's quantiles ``[O, H, p, Q]`` and activity
+    ``[O, H, p]`` go to its pair ``columns``."""
+    quantiles = np.empty((origins.size, horizon, n_pairs, len(levels)))
+    activity = np.empty((origins.size, horizon, n_pairs))
+    for (q, act), cols in zip(parts, columns, strict=True):
+        quantiles[:, :, cols] = q
+        activity[:, :, cols] = act
+    return Forecast(origins=origins, levels=levels, quantiles=quantiles, activity=activity)
+
+
 def restrict(model: Forecaster, columns: IntArray, *, threads: int | None = None) -> Forecaster:
     """A fitted copy of ``model`` that knows only the pairs at ``columns`` (through the same
     ``config()`` / ``arrays()`` / ``restore()`` path as a checkpoint). ``threads`` overrides the LSTM's
@@ -224,13 +243,8 @@ class ShardedForecaster:
         parts = get_unwrapped(
             ray, [self.workers[i].predict_at.remote(series_ref, sent_origins, horizon) for i in order]
         )
-        quantiles = np.empty((orig.size, horizon, series.n_pairs, len(self.levels)))
-        activity = np.empty((orig.size, horizon, series.n_pairs))
-        for i, (q, act) in zip(order, parts, strict=True):
-            cols = self.shards.columns[i]
-            quantiles[:, :, cols] = q
-            activity[:, :, cols] = act
-        return Forecast(origins=orig, levels=self.levels, quantiles=quantiles, activity=activity)
+        columns = [self.shards.columns[i] for i in order]
+        return assemble_columns(parts, columns, orig, horizon, n_pairs=series.n_pairs, levels=self.levels)
 
     def _tail(self, series: PairSeries, orig: IntArray) -> tuple[PairSeries, IntArray]:
         """The part of ``series`` the shards need, and the origins within it: from ``window_only`` steps

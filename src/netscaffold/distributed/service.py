@@ -45,7 +45,13 @@ from netscaffold.distributed.connection import (
     parse_ray_spec,
     probe,
 )
-from netscaffold.distributed.inference import FloatArray, IntArray, ShardWorker, restrict
+from netscaffold.distributed.inference import (
+    FloatArray,
+    IntArray,
+    ShardWorker,
+    assemble_columns,
+    restrict,
+)
 from netscaffold.distributed.sharding import HashRing, PairShards
 from netscaffold.errors import BackendError, BackendUnavailableError, ConfigError, NetscaffoldError
 from netscaffold.predict.base import Forecast, Forecaster
@@ -166,12 +172,10 @@ class RayAnalytics:
             for i in order
         ]
         parts = [self._get(ref) for ref in refs]
-        quantiles = np.empty((1, job.horizon, len(model.pairs), len(model.levels)))
-        activity = np.empty((1, job.horizon, len(model.pairs)))
-        for i, (q, act) in zip(order, parts, strict=True):
-            quantiles[:, :, split.columns[i]] = q
-            activity[:, :, split.columns[i]] = act
-        return Forecast(origins=origins, levels=model.levels, quantiles=quantiles, activity=activity)
+        columns = [split.columns[i] for i in order]
+        return assemble_columns(
+            parts, columns, origins, job.horizon, n_pairs=len(model.pairs), levels=model.levels
+        )
 
     def _shard_hosts(self) -> list[Any]:
         """The shard actors, started at the first forecast. They hold no CPU while idle (a service's
