@@ -113,7 +113,12 @@ class PredictedGraph:
 
     def any_activity(self) -> FloatArray:
         """P(the pair is active at least once in the horizon), steps treated as independent."""
-        return np.asarray(1.0 - np.prod(1.0 - self.activity, axis=0), dtype=np.float64)
+        return any_activity(self.activity)
+
+
+def any_activity(activity: npt.ArrayLike) -> FloatArray:
+    """Per pair, P(active at least once) from per-step probabilities ``[H, P]`` (steps independent)."""
+    return np.asarray(1.0 - np.prod(1.0 - np.asarray(activity), axis=0), dtype=np.float64)
 
 
 def nearest_quantile(levels: tuple[float, ...], wanted: float) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from netscaffold.errors import TopologyError, ValidationError
-from netscaffold.model.predicted import PredictedGraph
+from netscaffold.model.predicted import PredictedGraph, any_activity
 from netscaffold.model.qos import QosPolicy
 from netscaffold.model.topology import LinkKey, Topology
 from netscaffold.paths import Path, PathFinder
@@ -116,8 +116,7 @@ def likely_pairs_graph(
     """The graph of the next horizon (the forecast's first origin, ECMP paths) over the pairs whose
     P(active within the horizon), as the scaffolder reads it (:meth:`PredictedGraph.any_activity`), reaches
     ``min_activity``; None when no pair does. What the engine and the service forecast each tick."""
-    any_activity = 1.0 - np.prod(1.0 - forecast.activity[0], axis=0)
-    keep = np.flatnonzero(any_activity >= min_activity)
+    keep = np.flatnonzero(any_activity(forecast.activity[0]) >= min_activity)
     if keep.size == 0:
         return None
     sub = Forecast(
