@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from netscaffold.errors import ValidationError
 from netscaffold.predict.series import PairSeries
 
 FloatArray = npt.NDArray[np.float64]
@@ -55,8 +56,9 @@ class Scaler:
         the share of training steps the pair was active."""
         columns = [self.mu / 10.0, self.sd]
         if with_activity:
-            share = self.active_share if self.active_share is not None else np.ones_like(self.mu)
-            columns.append(share)
+            if self.active_share is None:  # fit() and restore() always set it with the on/off input
+                raise ValidationError("the scaler holds no active shares", field="active_share")
+            columns.append(self.active_share)
         return np.stack(columns, axis=-1).astype(np.float32)
 
 
