@@ -77,10 +77,8 @@ class PathFinder:
         cached = self._ecmp_cache.get(key)
         if cached is not None:
             return cached
-        dag, count = self._least_cost_dag(src, dst)
-        if count <= self.max_ecmp * 8:
-            paths = dag.first_paths(dst, self.max_ecmp)
-        else:
+        count, paths = self._dag_to(src, dst).head(dst, self.max_ecmp, self._count_cap)
+        if count > self.max_ecmp * 8:
             paths = self._ecmp_networkx(src, dst, self.max_ecmp * 8)
         self._ecmp_cache[key] = paths
         return paths
@@ -93,24 +91,25 @@ class PathFinder:
         cached = self._ecmp_cache.get((src, dst))
         if cached is not None:
             return len(cached), cached[:k]
-        self._check(src, dst)
-        dag = self._dag_from(src)
-        if not dag.reaches(dst):
-            raise TopologyError(f"no path from {src!r} to {dst!r}", element=f"pair {src}->{dst}")
-        count, head = dag.head(dst, min(k, self.max_ecmp), self.max_ecmp * 8 + 1)
+        count, head = self._dag_to(src, dst).head(dst, min(k, self.max_ecmp), self._count_cap)
         if count > self.max_ecmp * 8:
             paths = self.ecmp(src, dst)
             return len(paths), paths[:k]
         return min(count, self.max_ecmp), head
 
-    def _least_cost_dag(self, src: str, dst: str) -> tuple[_ShortestPathDag, int]:
-        """The DAG from ``src`` and its number of paths to ``dst``, counted up to one past the window
-        that :meth:`ecmp` lists from the DAG (beyond it, networkx's order decides which are kept)."""
+    @property
+    def _count_cap(self) -> int:
+        """Paths are counted up to one past the window that :meth:`ecmp` lists from the DAG (beyond it,
+        networkx's order decides which are kept)."""
+        return self.max_ecmp * 8 + 1
+
+    def _dag_to(self, src: str, dst: str) -> _ShortestPathDag:
+        """The DAG from ``src``, checked to reach ``dst``."""
         self._check(src, dst)
         dag = self._dag_from(src)
         if not dag.reaches(dst):
             raise TopologyError(f"no path from {src!r} to {dst!r}", element=f"pair {src}->{dst}")
-        return dag, dag.count(dst, self.max_ecmp * 8 + 1)
+        return dag
 
     def _dag_from(self, src: str) -> _ShortestPathDag:
         """The least-cost predecessor DAG from ``src`` (one Dijkstra serves every destination), kept for
@@ -243,9 +242,6 @@ class _ShortestPathDag:
     index: Mapping[str, int]
     in_edges: Mapping[str, list[tuple[str, int, float]]]
     """Per node, its in-neighbours: (name, index, link cost)."""
-    _counts: dict[str, int] = field(default_factory=dict)
-    _first: dict[int, dict[str, list[Path]]] = field(default_factory=dict)
-    """Per ``n``, the first ``n`` paths to each node."""
     _heads: dict[int, dict[str, tuple[int, list[Path]]]] = field(default_factory=dict)
     """Per ``n``, :meth:`head` of each node."""
 
@@ -261,17 +257,9 @@ class _ShortestPathDag:
         here = dist[self.index[node]]
         return [prev for prev, at, cost in self.in_edges[node] if dist[at] + cost == here]
 
-    def count(self, node: str, cap: int) -> int:
-        """Least-cost paths from the source to ``node``, counted up to ``cap``."""
-        found = self._counts.get(node)
-        if found is None:
-            prevs = self.pred(node)
-            found = min(cap, sum(self.count(prev, cap) for prev in prevs)) if prevs else 1
-            self._counts[node] = found
-        return found
-
     def head(self, node: str, n: int, cap: int) -> tuple[int, list[Path]]:
-        """``(count(node, cap), first_paths(node, n))`` in one walk (``cap`` the same on every call)."""
+        """The number of least-cost paths from the source to ``node`` (counted up to ``cap``, the same on
+        every call) and the lexicographically first ``n`` of them, in one memoised walk."""
         memo = self._heads.get(n)
         if memo is None:
             memo = self._heads[n] = {}
@@ -292,22 +280,5 @@ class _ShortestPathDag:
                     extended.extend([(*p, node) for p in paths])
                 extended.sort()
                 found = (min(cap, total), extended[:n])
-            memo[node] = found
-        return found
-
-    def first_paths(self, node: str, n: int) -> list[Path]:
-        """The lexicographically first ``n`` least-cost paths from the source to ``node``."""
-        memo = self._first.get(n)
-        if memo is None:
-            memo = self._first[n] = {}
-        found = memo.get(node)
-        if found is None:
-            prevs = self.pred(node)
-            if not prevs:
-                found = [(node,)]
-            elif len(prevs) == 1:  # already in order and no more than n
-                found = [(*p, node) for p in self.first_paths(prevs[0], n)]
-            else:
-                found = sorted((*p, node) for prev in prevs for p in self.first_paths(prev, n))[:n]
             memo[node] = found
         return found
