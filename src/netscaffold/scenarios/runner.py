@@ -214,16 +214,14 @@ class ScenarioRunner:
     def _min_probability(self) -> float:
         """Pairs below the lowest ``min_probability`` of any class cannot be scaffolded: the predicted
         graph leaves them out."""
-        sc = self.scenario
-        return min([sc.risk.min_probability, *(r.min_probability for r in sc.risk_per_class.values())])
+        return min(r.min_probability for r in self.scenario.all_risks())
 
     def _forecast_levels(self) -> tuple[float, ...]:
         """The forecasters' quantile levels: the defaults plus every level the risk settings reserve at,
         so that a reservation takes the quantile asked for, not the nearest default one."""
         from netscaffold.predict.base import DEFAULT_LEVELS
 
-        sc = self.scenario
-        wanted = {sc.risk.reserve_quantile, *(r.reserve_quantile for r in sc.risk_per_class.values())}
+        wanted = {r.reserve_quantile for r in self.scenario.all_risks()}
         return tuple(sorted(set(DEFAULT_LEVELS) | wanted))
 
     def _live_lab(self, budget: ProvisionalBudget) -> LiveLab:

@@ -91,6 +91,10 @@ class Scenario(_Strict):
     )
     """Options of the LSTM forecaster (see `netscaffold.predict.lstm.LstmForecaster`)."""
 
+    def all_risks(self) -> tuple[RiskSpec, ...]:
+        """The default risk settings, then each QoS class's own."""
+        return (self.risk, *self.risk_per_class.values())
+
     @field_validator("strategies")
     @classmethod
     def _known_strategies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
