@@ -50,6 +50,17 @@ def _cap_acks(sock: socket.socket) -> None:
         sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
 
 
+def _request_socket(protocol: int, *, cap_acks: bool = False) -> socket.socket:
+    """A netlink socket of ``protocol`` for requests and their answers (no multicast group), receive
+    buffer :data:`RCVBUF_BYTES`; ``cap_acks``: acknowledgements without the request copied in."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+    if cap_acks:
+        _cap_acks(sock)
+    sock.bind((0, 0))
+    return sock
+
+
 def _align(length: int) -> int:
     return (length + 3) & ~3
 
@@ -121,11 +132,7 @@ class NetlinkReader:
     @classmethod
     def open_here(cls) -> Self:
         """A reader on a new socket in the calling thread's network namespace."""
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
-        _cap_acks(sock)
-        sock.bind((0, 0))
-        return cls(sock)
+        return cls(_request_socket(NETLINK_ROUTE, cap_acks=True))
 
     def close(self) -> None:
         self.sock.close()
@@ -425,10 +432,7 @@ class NftReader(NetlinkReader):
 
     @classmethod
     def open_here(cls) -> NftReader:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
-        sock.bind((0, 0))
-        return cls(sock)
+        return cls(_request_socket(NETLINK_NETFILTER))
 
     def set_names(self, table: str, family: int = NFPROTO_INET) -> list[str]:
         """Names of the sets and maps of ``table`` (empty when the table does not exist)."""
@@ -630,10 +634,7 @@ class QueueSocket:
 
     @classmethod
     def open_here(cls, queue: int, copy_bytes: int = 128) -> QueueSocket:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
-        sock.bind((0, 0))
-        listener = cls(sock, queue)
+        listener = cls(_request_socket(NETLINK_NETFILTER), queue)
         listener._config(_nla(1, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, 0)))
         listener._config(_nla(2, struct.pack("!IB", copy_bytes, NFQNL_COPY_PACKET)))
         return listener
@@ -824,11 +825,7 @@ class NftWriter(NftReader):
 
     @classmethod
     def open_here(cls) -> NftWriter:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
-        _cap_acks(sock)
-        sock.bind((0, 0))
-        return cls(sock)
+        return cls(_request_socket(NETLINK_NETFILTER, cap_acks=True))
 
     def transaction(
         self, table: str, writes: list[ElementWrite], family: int = NFPROTO_INET
