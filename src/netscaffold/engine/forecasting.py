@@ -20,6 +20,7 @@ from netscaffold.model.predicted import PredictedGraph
 from netscaffold.model.qos import QosPolicy
 from netscaffold.model.topology import Topology
 from netscaffold.paths import PathFinder
+from netscaffold.predict.lifecycle import ReplicaLifecycle
 
 log = logging.getLogger(__name__)
 DAY_S = 86_400.0
@@ -42,9 +43,12 @@ class ForecastPredictor:
         finder: PathFinder | None = None,
         endpoint_features: npt.NDArray[np.float32] | None = None,
         endpoint_names: tuple[str, ...] = (),
+        lifecycle: ReplicaLifecycle | None = None,
     ) -> None:
         """``endpoint_features[T, E, F]``: per tick and endpoint, the telemetry the model may see (row ``t``
-        only once tick ``t`` is over); each pair gets its source's then its destination's features."""
+        only once tick ``t`` is over); each pair gets its source's then its destination's features.
+        ``lifecycle``: orchestrator events, read as they become known, that adjust each forecast for the
+        replicas too young to have a history and those gone (:mod:`netscaffold.predict.lifecycle`)."""
         from netscaffold.predict import make_forecaster
 
         self.name = model
@@ -56,6 +60,10 @@ class ForecastPredictor:
         self.train_ticks = train_ticks
         self.min_activity = min_activity
         self.finder = finder or PathFinder(topology)
+        self.lifecycle = lifecycle
+        self._learned_s = -np.inf
+        """Where the forecaster's fit data ends, in run seconds. Retrains do not move it: they fine-tune on
+        the recent window but the LSTM keeps its per-pair statistics (a pair unseen at fit stays unknown)."""
         self.forecaster = make_forecaster(model, horizon=horizon, seed=seed, **(model_options or {}))
         self._rows: list[FloatArray] = []
         self._errors_abs = 0.0
@@ -81,6 +89,8 @@ class ForecastPredictor:
             self._errors_abs += float(np.abs(self._last_point - row).sum())
             self._actual_abs += float(np.abs(row).sum())
         self._rows.append(row)
+        if self.lifecycle is not None:
+            self.lifecycle.observe(row)
         if self._stream is not None:
             self._stream.push(row)
 
@@ -97,6 +107,8 @@ class ForecastPredictor:
         else:
             context = self._series(max(0, steps - max(self.forecaster.min_context, 1)), steps)
             forecast = self.forecaster.predict(context, self.horizon)
+        if self.lifecycle is not None:
+            forecast = self.lifecycle.adjust(forecast, now_s, self.tick_s, self._learned_s)
         self._last_point = np.asarray(forecast.point[0, 0], dtype=np.float64)
         self.point_history[steps] = self._last_point
         return likely_pairs_graph(
@@ -132,6 +144,7 @@ class ForecastPredictor:
         start = time.perf_counter()
         self.forecaster.fit(self._series(0, len(self._rows)))
         self._start_stream()
+        self._learned_s = len(self._rows) * self.tick_s
         self.fit_s = time.perf_counter() - start
         log.info(
             "%s: fitted on %d ticks x %d pairs in %.2f s",

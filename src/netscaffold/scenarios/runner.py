@@ -27,6 +27,7 @@ from netscaffold.model.config import NetworkConfig
 from netscaffold.model.events import FlowRequest
 from netscaffold.model.metrics import PerformanceSample
 from netscaffold.model.plan import ProvisionalBudget
+from netscaffold.predict.lifecycle import ReplicaLifecycle
 from netscaffold.predict.telemetry_input import endpoint_features
 from netscaffold.refine.refiner import RefinePolicy, Refiner
 from netscaffold.scaffold.planner import Scaffolder
@@ -209,6 +210,9 @@ class ScenarioRunner:
             min_activity=self._min_probability(),
             endpoint_features=features,
             endpoint_names=self.workload.telemetry.endpoints,
+            lifecycle=ReplicaLifecycle(self.workload.topology, self.index.pairs, self.workload.events)
+            if self.workload.events
+            else None,
         )
 
     def _min_probability(self) -> float:
