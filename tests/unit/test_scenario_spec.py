@@ -58,3 +58,24 @@ def test_unknown_scenario_name() -> None:
         scenario_path("nope")
     with pytest.raises(ConfigError, match="scenario file does not exist"):
         scenario_path("missing.yaml")
+
+
+@pytest.mark.parametrize(("override", "expected"), [({}, None), ({"keep_probability": 0.2}, 0.2)])
+def test_refiner_keeps_idle_permits_down_to_the_scaffolding_threshold(
+    override: dict[str, float], expected: float | None
+) -> None:
+    """By default the refiner keeps an idle permit while the scaffolder would still install it (the
+    lowest min_probability), so it never drops what the next tick puts straight back."""
+    from netscaffold.scenarios.runner import ScenarioRunner
+
+    spec = load_scenario(scenario_path("small"), {"refine": override} if override else None)
+    runner = ScenarioRunner(spec)
+    engine = runner._engine(runner._predictor("scaffold:naive", runner.new_recorder()))
+    assert engine.refiner is not None
+    lowest = min(r.min_probability for r in spec.all_risks())
+    assert engine.refiner.policy.keep_probability == (lowest if expected is None else expected)
+
+
+def test_keep_probability_out_of_range_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"refine\.keep_probability"):
+        load_scenario(write(tmp_path, "name: x\nrefine:\n  keep_probability: 1.5\n"))

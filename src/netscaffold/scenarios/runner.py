@@ -281,6 +281,9 @@ class ScenarioRunner:
             bandwidth_threshold=sc.refine.bandwidth_threshold,
             confirm_idle_s=sc.refine.confirm_idle_s,
             unused_ticks=sc.refine.unused_ticks,
+            keep_probability=self._min_probability()
+            if sc.refine.keep_probability is None
+            else sc.refine.keep_probability,
             reserve_quantile=sc.risk.reserve_quantile,
         )
         drift = PageHinkley() if isinstance(predictor, ForecastPredictor) else None

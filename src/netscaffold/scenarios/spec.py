@@ -60,6 +60,10 @@ class RefineSpec(_Strict):
     bandwidth_threshold: Annotated[float, Field(ge=0)] = 0.5
     confirm_idle_s: Annotated[float, Field(ge=0)] = 10.0
     unused_ticks: Annotated[int, Field(ge=1)] = 10
+    keep_probability: Annotated[float | None, Field(ge=0, le=1)] = None
+    """An idle provisional permit is kept while its pair's P(active within the horizon) is at least this;
+    None: the lowest ``min_probability`` of the risk settings (what the scaffolder installs at), so the
+    refiner never drops what the scaffolder would put straight back."""
 
 
 class Scenario(_Strict):
