@@ -128,3 +128,11 @@ def test_unknown_event_kinds_are_ignored_and_a_bad_settle_time_is_refused() -> N
     assert life.adjust(BASE, now_s=5.0, step_s=1.0) is BASE
     with pytest.raises(ValidationError, match="settle_s"):
         ReplicaLifecycle(_topology(), PAIRS, [], settle_s=-1.0)
+
+
+def test_new_pairs_name_what_a_young_replica_will_form() -> None:
+    pairs = (("web-0", "api-0"), ("api-0", "web-0"), ("web-0", "api-1"))
+    life = ReplicaLifecycle(_topology(), pairs, [_scale_out(10.0, 18.0)])
+    life.observe(np.array([1e6, 1e5, 0.0]))  # api-1 has not carried traffic: it lends nothing
+    assert life.new_pairs(9.0) == []  # not announced yet
+    assert life.new_pairs(12.0) == [("web-0", "api-2"), ("api-2", "web-0")]

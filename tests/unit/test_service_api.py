@@ -358,3 +358,79 @@ def test_retrain_scores_checkpoints_and_counts(loaded: Rig) -> None:
     text = loaded.http.get("/metrics", headers=admin).text
     assert "netscaffold_retrains_total 1.0" in text
     assert "netscaffold_forecast_error_nmae" in text
+
+
+# -- orchestrator events -----------------------------------------------------------------------------
+def _replicated(rig: Rig) -> float:
+    """``web`` on h1 calling the ``api`` replica ``api-0`` on h3; ``api-1`` on h4 has never talked."""
+    topo = two_tier().with_endpoints(
+        [
+            Endpoint("web", "h1", "198.18.1.1", app="web"),
+            Endpoint("api-0", "h3", "198.18.1.3", app="api"),
+            Endpoint("api-1", "h4", "198.18.1.4", app="api"),
+        ]
+    )
+    op = rig.auth("operator")
+    assert rig.http.put("/v1/topology", json=netjson_document(topo), headers=op).status_code == 200
+    now = time.time()
+    body: dict[str, list[Any]] = {"time_s": [], "src": [], "dst": [], "bytes": []}
+    for k in range(40):
+        for src, dst in (("web", "api-0"), ("api-0", "web")):
+            body["time_s"].append(now - 40 + k)
+            body["src"].append(src)
+            body["dst"].append(dst)
+            body["bytes"].append(1e5)
+    assert rig.http.post("/v1/telemetry", json=body, headers=op).status_code == 200
+    return now
+
+
+def test_a_scaled_out_replica_is_predicted_from_its_siblings(rig: Rig) -> None:
+    now = _replicated(rig)
+    op = rig.auth("operator")
+    before = rig.http.get("/v1/predicted", headers=op).json()
+    assert set(before["pairs"]) == {"web->api-0", "api-0->web"}
+    event = {
+        "kind": "orchestrator",
+        "time_s": now - 20,
+        "event": "scale-out",
+        "subject": "api",
+        "endpoint": "api-1",
+        "ready_s": now - 10,
+    }
+    assert rig.http.post("/v1/routing", json={"events": [event]}, headers=op).status_code == 200
+    after = rig.http.get("/v1/predicted", headers=op).json()
+    assert set(after["pairs"]) == {"web->api-0", "api-0->web", "web->api-1", "api-1->web"}
+    index = {pair: i for i, pair in enumerate(after["pairs"])}
+    assert after["activity"][0][index["web->api-1"]] == after["activity"][0][index["web->api-0"]]
+    failure = {"kind": "orchestrator", "time_s": now - 5, "event": "failure", "subject": "api-0"}
+    assert rig.http.post("/v1/routing", json={"events": [failure]}, headers=op).status_code == 200
+    down = rig.http.get("/v1/predicted", headers=op).json()
+    assert "web->api-0" not in down["pairs"]  # a failed replica is expected silent
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"endpoint": None}, "needs 'endpoint'"),
+        ({"endpoint": "ghost"}, "events[0].endpoint"),
+        ({"ready_s": 0.0}, "is before time_s"),
+        ({"event": "reboot"}, "event"),
+    ],
+)
+def test_bad_orchestrator_events_are_422_and_nothing_is_stored(
+    rig: Rig, change: dict[str, Any], message: str
+) -> None:
+    _replicated(rig)
+    op = rig.auth("operator")
+    event = {
+        "kind": "orchestrator",
+        "time_s": 100.0,
+        "event": "scale-out",
+        "subject": "api",
+        "endpoint": "api-1",
+    }
+    response = rig.http.post("/v1/routing", json={"events": [{**event, **change}]}, headers=op)
+    assert response.status_code == 422, response.text
+    assert message in response.text
+    with rig.core.store.reading() as conn:
+        assert conn.execute("SELECT count(*) FROM routing").fetchone()[0] == 0

@@ -136,15 +136,40 @@ class ReplicaLifecycle:
             if s.stopped_s > now_s and min(now_s, learned_s) < s.ready_s + self.settle_s
         ]
 
+    def new_pairs(self, now_s: float) -> list[Pair]:
+        """The pairs young replicas will form that are not among ``pairs`` yet: every pair of a sibling
+        with the sibling replaced by the young replica. A caller that tracks only the pairs that have talked
+        (the service) adds these, with an empty history, before forecasting and :meth:`adjust`."""
+        self.catch_up(now_s)
+        known = set(self._position)
+        out: dict[Pair, None] = {}
+        for name in self.young(now_s):
+            siblings = set(self._established(name, now_s))
+            for src, dst in self.pairs:
+                for pair in (
+                    (name, dst) if src in siblings else None,
+                    (src, name) if dst in siblings else None,
+                ):
+                    if pair is not None and pair[0] != pair[1] and pair not in known:
+                        out[pair] = None
+        return list(out)
+
     def gone(self, now_s: float, until_s: float) -> list[str]:
         """Endpoints stopped before ``until_s`` (and not back by ``now_s``)."""
         return [n for n, s in self._state.items() if s.stopped_s < until_s and s.ready_s <= now_s]
 
     def adjust(
-        self, forecast: Forecast, now_s: float, step_s: float, learned_s: float = math.inf
+        self,
+        forecast: Forecast,
+        now_s: float,
+        step_s: float,
+        learned_s: float = math.inf,
+        known_s: float | None = None,
     ) -> Forecast:
-        """The forecast with its first origin adjusted for the endpoints young or gone at ``now_s``."""
-        self.catch_up(now_s)
+        """The forecast (its first origin, whose steps start at ``now_s``) adjusted for the endpoints young
+        or gone, with the events known by ``known_s`` (default ``now_s``; a live service forecasting from
+        telemetry that lags the wall clock knows events up to the wall clock)."""
+        self.catch_up(now_s if known_s is None else max(now_s, known_s))
         horizon = forecast.activity.shape[1]
         ends = now_s + step_s * np.arange(1, horizon + 1)
         young = self.young(now_s, learned_s)

@@ -23,6 +23,7 @@ from netscaffold.model.config import NetworkConfig
 from netscaffold.model.plan import Plan
 from netscaffold.model.predicted import PredictedGraph
 from netscaffold.predict.base import Forecast
+from netscaffold.predict.lifecycle import ReplicaLifecycle
 from netscaffold.service.core import ConflictError, ServiceCore
 from netscaffold.service.store import audit
 
@@ -71,11 +72,37 @@ def predicted_graph(core: ServiceCore) -> PredictedGraph | None:
     pairs, values, start_s = _history(core)
     if values.shape[0] < 2:
         raise ConflictError(f"need telemetry over at least 2 steps of {core.settings.step_s} s")
+    t0_s = start_s + values.shape[0] * core.settings.step_s
+    pairs, values, lifecycle = _replica_lifecycle(core, pairs, values, t0_s)
     job = _job(core, pairs, values)
     forecast = run_job(core, "forecast", lambda: core.analytics.forecast(job))
     if forecast is None:
         return None
-    return _graph(core, job, forecast, start_s + values.shape[0] * core.settings.step_s)
+    if lifecycle is not None:
+        forecast = lifecycle.adjust(forecast, t0_s, job.step_s, known_s=core.now())
+    return _graph(core, job, forecast, t0_s)
+
+
+def _replica_lifecycle(
+    core: ServiceCore, pairs: list[tuple[str, str]], values: np.ndarray, t0_s: float
+) -> tuple[list[tuple[str, str]], np.ndarray, ReplicaLifecycle | None]:
+    """With orchestrator events ingested: the pairs that young replicas will form join the history (empty),
+    and the lifecycle that adjusts the forecast for young and gone replicas (None without events)."""
+    from netscaffold.service.ingest import orchestrator_events
+
+    events = orchestrator_events(core)
+    if not events:
+        return pairs, values, None
+    topology = core.require_topology()
+    lifecycle = ReplicaLifecycle(topology, pairs, events)
+    lifecycle.observe(values.max(axis=0))
+    extra = lifecycle.new_pairs(max(t0_s, core.now()))
+    if extra:
+        pairs = pairs + extra
+        values = np.hstack([values, np.zeros((values.shape[0], len(extra)))])
+        lifecycle = ReplicaLifecycle(topology, pairs, events)
+        lifecycle.observe(values.max(axis=0))
+    return pairs, values, lifecycle
 
 
 def _graph(core: ServiceCore, job: AnalyticsJob, forecast: Forecast, t0_s: float) -> PredictedGraph | None:

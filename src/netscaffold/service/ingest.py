@@ -10,8 +10,15 @@ from netscaffold.errors import ValidationError
 from netscaffold.model.config import Route, flow_key
 from netscaffold.model.topology import Topology
 from netscaffold.service.core import ServiceCore
-from netscaffold.service.schemas import FlowRequestBody, RoutingBatch, TelemetryBatch
+from netscaffold.service.schemas import (
+    FlowRequestBody,
+    OrchestratorEventBody,
+    RouteUpdateBody,
+    RoutingBatch,
+    TelemetryBatch,
+)
 from netscaffold.service.store import audit
+from netscaffold.telemetry.workload import WorkloadEvent
 
 RETAIN_ROWS = 2_000_000
 
@@ -74,16 +81,37 @@ def _scaffolded(topology: Topology, config_routes: set[tuple[str, str]], body: F
     return (src.host, f"{dst.address}/{32 if '.' in dst.address else 128}") in config_routes
 
 
+def _names_of(event: FlowRequestBody | RouteUpdateBody | OrchestratorEventBody) -> dict[str, str]:
+    """Field -> the endpoint or node the event names there (checked against the topology)."""
+    if isinstance(event, FlowRequestBody):
+        return {"src": event.src, "dst": event.dst}
+    if isinstance(event, RouteUpdateBody):
+        return {"device": event.device}
+    return event.endpoints()
+
+
+def orchestrator_events(core: ServiceCore) -> list[WorkloadEvent]:
+    """Every orchestrator event ingested, oldest first, as the forecast's replica lifecycle reads them."""
+    with core.store.reading() as conn:
+        rows = conn.execute(
+            "SELECT body FROM routing WHERE kind = 'orchestrator' ORDER BY time_s, seq"
+        ).fetchall()
+    out: list[WorkloadEvent] = []
+    for (body,) in rows:
+        event = OrchestratorEventBody.model_validate_json(body)
+        out.append(WorkloadEvent(event.time_s, event.event, event.subject, event.detail()))
+    return out
+
+
 def ingest_routing(core: ServiceCore, batch: RoutingBatch, actor: str) -> dict[str, Any]:
     topology = core.require_topology()
     known = _known(topology)
     for index, event in enumerate(batch.events):
-        names = ("src", "dst") if isinstance(event, FlowRequestBody) else ("device",)
-        for name in names:
-            if getattr(event, name) not in known:
-                raise ValidationError(
-                    f"unknown endpoint or node {getattr(event, name)!r}", field=f"events[{index}].{name}"
-                )
+        for name, ident in _names_of(event).items():
+            allowed = topology.endpoints if isinstance(event, OrchestratorEventBody) else known
+            if ident not in allowed:
+                what = "endpoint" if isinstance(event, OrchestratorEventBody) else "endpoint or node"
+                raise ValidationError(f"unknown {what} {ident!r}", field=f"events[{index}].{name}")
     config = core.current_config()
     routes = {(i.device, i.destination) for i in config if isinstance(i, Route)}
     now = core.now()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from netscaffold.formats.configjson import (
     Finite,
@@ -56,7 +56,46 @@ class RouteUpdateBody(Strict):
     withdrawn: bool = False
 
 
-RoutingBody = Annotated[FlowRequestBody | RouteUpdateBody, Field(discriminator="kind")]
+class OrchestratorEventBody(Strict):
+    """A replica change the orchestrator announced (Kubernetes: a pod scheduled, ready, gone), read by the
+    forecast as :mod:`netscaffold.predict.lifecycle` says: ``scale-out`` (``endpoint``, ``ready_s``),
+    ``replace`` (``new``, ``old``, ``ready_s``), ``scale-in`` (``endpoint``), ``failure`` and ``recovery``
+    (``subject`` is the endpoint). ``subject`` is the application otherwise."""
+
+    kind: Literal["orchestrator"]
+    time_s: Finite
+    event: Literal["scale-out", "replace", "scale-in", "failure", "recovery"]
+    subject: Name
+    endpoint: Name | None = None
+    new: Name | None = None
+    old: Name | None = None
+    ready_s: Finite | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_the_event(self) -> OrchestratorEventBody:
+        needs = {"scale-out": "endpoint", "scale-in": "endpoint", "replace": "new"}.get(self.event)
+        if needs is not None and getattr(self, needs) is None:
+            raise ValueError(f"a {self.event} event needs {needs!r}")
+        if self.ready_s is not None and self.ready_s < self.time_s:
+            raise ValueError(f"ready_s {self.ready_s} is before time_s {self.time_s}")
+        return self
+
+    def endpoints(self) -> dict[str, str]:
+        """Field name -> endpoint id, for every field that names an endpoint."""
+        names = {"endpoint": self.endpoint, "new": self.new, "old": self.old}
+        if self.event in ("failure", "recovery"):
+            names["subject"] = self.subject
+        return {field: name for field, name in names.items() if name is not None}
+
+    def detail(self) -> dict[str, str | float]:
+        """The event's details as :class:`netscaffold.telemetry.workload.WorkloadEvent` carries them."""
+        fields = {"endpoint": self.endpoint, "new": self.new, "old": self.old, "ready_s": self.ready_s}
+        return {key: value for key, value in fields.items() if value is not None}
+
+
+RoutingBody = Annotated[
+    FlowRequestBody | RouteUpdateBody | OrchestratorEventBody, Field(discriminator="kind")
+]
 
 
 class RoutingBatch(Strict):

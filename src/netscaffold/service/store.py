@@ -64,6 +64,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE telemetry_v3 RENAME TO telemetry;
     CREATE INDEX telemetry_time ON telemetry (time_s);
     """,
+    # v4: orchestrator events are read by kind on every forecast, among many flow requests
+    """
+    CREATE INDEX routing_kind_time ON routing (kind, time_s);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
