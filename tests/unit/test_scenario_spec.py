@@ -79,3 +79,15 @@ def test_refiner_keeps_idle_permits_down_to_the_scaffolding_threshold(
 def test_keep_probability_out_of_range_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"refine\.keep_probability"):
         load_scenario(write(tmp_path, "name: x\nrefine:\n  keep_probability: 1.5\n"))
+
+
+def test_lifecycle_can_be_switched_off_and_its_settle_time_set() -> None:
+    from netscaffold.scenarios.runner import ScenarioRunner
+
+    on = ScenarioRunner(load_scenario(scenario_path("small"), {"lifecycle": {"settle_s": 12.0}}))
+    assert on.workload.events, "the small scenario has orchestrator events"
+    life = on._lifecycle()
+    assert life is not None
+    assert life.settle_s == 12.0
+    off = ScenarioRunner(load_scenario(scenario_path("small"), {"lifecycle": {"enabled": False}}))
+    assert off._lifecycle() is None

@@ -210,9 +210,16 @@ class ScenarioRunner:
             min_activity=self._min_probability(),
             endpoint_features=features,
             endpoint_names=self.workload.telemetry.endpoints,
-            lifecycle=ReplicaLifecycle(self.workload.topology, self.index.pairs, self.workload.events)
-            if self.workload.events
-            else None,
+            lifecycle=self._lifecycle(),
+        )
+
+    def _lifecycle(self) -> ReplicaLifecycle | None:
+        """Each forecasting run reads the workload's orchestrator events afresh (None without any)."""
+        spec = self.scenario.lifecycle
+        if not (spec.enabled and self.workload.events):
+            return None
+        return ReplicaLifecycle(
+            self.workload.topology, self.index.pairs, self.workload.events, settle_s=spec.settle_s
         )
 
     def _min_probability(self) -> float:

@@ -55,6 +55,14 @@ class BudgetSpec(_Strict):
     link_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
+class LifecycleSpec(_Strict):
+    """Orchestrator events (scale-out, replace, failure, recovery, scale-in) adjusting the forecasts for
+    young and gone replicas (:mod:`netscaffold.predict.lifecycle`); ``enabled: false`` ignores them."""
+
+    enabled: bool = True
+    settle_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 30.0
+
+
 class RefineSpec(_Strict):
     missed_threshold: Annotated[float, Field(ge=0)] = 0.2
     bandwidth_threshold: Annotated[float, Field(ge=0)] = 0.5
@@ -84,6 +92,7 @@ class Scenario(_Strict):
     risk: RiskSpec = Field(default_factory=RiskSpec)
     risk_per_class: dict[str, RiskSpec] = Field(default_factory=dict)
     refine: RefineSpec = Field(default_factory=RefineSpec)
+    lifecycle: LifecycleSpec = Field(default_factory=LifecycleSpec)
     lstm: dict[str, Any] = Field(
         default_factory=lambda: {
             "epochs": 10,
