@@ -95,8 +95,9 @@ class Scenario(_Strict):
     lifecycle: LifecycleSpec = Field(default_factory=LifecycleSpec)
     lstm: dict[str, Any] = Field(
         default_factory=lambda: {
-            "epochs": 10,
-            "windows_per_epoch": 16384,
+            "epochs": 20,
+            "windows_per_epoch": 32768,
+            "patience": 4,
             "hidden": 32,
             "lr": 0.005,
             "activity_weight": 1.0,
