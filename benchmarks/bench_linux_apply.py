@@ -8,7 +8,8 @@ Needs root. Brings up two uniquely named labs (removed at the end, also on failu
   the ``nft -j -f`` JSON document (the format netscaffold uses), ``tc -batch`` lines, one run per
   namespace. ratio = raw seconds / netscaffold seconds (1 = as fast as the tool; median of repeats;
   before each netscaffold apply every memo of the apply path is emptied, so that applying the same
-  items again is measured as a first apply; ``--warm`` keeps them, as an engine re-applying a config does);
+  items again is measured as a first apply; ``--warm`` keeps them, as an engine re-applying a config does;
+  each side's input is built before its clock starts: the raw tool's lines, netscaffold's ``Plan``);
   ``phases_ms`` splits the median netscaffold apply into its phases (``write``: encoding and the kernel's
   work; ``read_back``: the kernel's dump and decoding it).
 - ``mixed`` lab, a k=4 fat-tree (36 namespaces): a 1,000-item mixed plan (routes with weighted multipath,
@@ -43,7 +44,7 @@ from netscaffold.backends.linux.plans import ROUTE_BASE, mixed_config
 from netscaffold.backends.protocol import ManualClock
 from netscaffold.errors import BackendError
 from netscaffold.formats.generators import attach_endpoints, fat_tree
-from netscaffold.formats.render import desired, records
+from netscaffold.formats.render import desired, objects, records
 from netscaffold.formats.render import iproute2 as ip_render
 from netscaffold.formats.render import nftables as nft_render
 from netscaffold.formats.render import tc as tc_render
@@ -158,7 +159,8 @@ def clear(backend: LinuxBackend) -> None:
 def cold_caches() -> None:
     """Empty every memo of the apply path (renderings, encodings, decodings: pure functions cached by
     their inputs), so that a measured apply of the same items again costs what a first apply costs."""
-    for module in (netlink, readback, linux_backend, desired, records, nft_render, tc_render):
+    modules = (netlink, readback, linux_backend, desired, records, objects, ip_render, nft_render, tc_render)
+    for module in modules:
         for value in vars(module).values():
             clear_cache = getattr(value, "cache_clear", None)
             if callable(clear_cache):
@@ -180,8 +182,9 @@ def measure_ratio(
         clear(backend)
         if not warm:
             cold_caches()
+        plan = Plan.between(NetworkConfig(), NetworkConfig.of(items))  # the input, as the raw tool's lines
         started = time.perf_counter()
-        backend.apply(Plan.between(NetworkConfig(), NetworkConfig.of(items)))
+        backend.apply(plan)
         ours_s.append(time.perf_counter() - started)
         phases.append({phase: round(s * 1e3, 1) for phase, s in backend.last_phases_s.items()})
     clear(backend)

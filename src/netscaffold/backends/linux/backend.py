@@ -167,11 +167,12 @@ class LinuxBackend:
         if steps:
             clear_journal(self.layout.lab)
         self._record_route_updates(before, after)
-        realized_at = self._realized(plan, after, owner)
+        realized_at = self._realized(plan)
         self.last_kernel_ops = len(remove) + len(put)
         phases.lap("realized")
         self.last_phases_s = phases.laps
-        changed = sum(1 for op in plan.ops if current.get(op.item.key) != result.get(op.item.key))
+        keys = [op.item.key for op in plan.ops]  # a property that builds its tuple: once per op
+        changed = sum(1 for key in keys if current.get(key) != result.get(key))
         return ApplyReport(changed, time.perf_counter() - started, realized_at)
 
     def dry_run(self, plan: Plan) -> list[Step]:
@@ -229,24 +230,21 @@ class LinuxBackend:
             clear_journal(self.layout.lab)
             return
 
-    def _realized(
-        self, plan: Plan, after: ObjectMap, owner: Mapping[tuple[str, ...], ConfigItem]
-    ) -> dict[ItemKey, float]:
-        """Per added or updated item, the clock time at which all its objects were read back."""
+    def _realized(self, plan: Plan) -> dict[ItemKey, float]:
+        """Per added or updated item, the clock time at which all its objects were read back (all of
+        them were: the verification before this found every object of the target in the read-back)."""
         now = self.clock.now()
-        missing = {owner[ident].key for ident in owner.keys() - after.keys()}
-        realized = {op.item.key: now for op in plan.ops if op.kind is not OpKind.REMOVE}
-        for key in missing:
-            realized.pop(key, None)
-        return realized
+        return {op.item.key: now for op in plan.ops if op.kind is not OpKind.REMOVE}
 
     def _record_route_updates(self, before: ObjectMap, after: ObjectMap) -> None:
         now = self.clock.now()
         updates: list[tuple[tuple[str, ...], RouteUpdate]] = []
         for ident, obj in after.items():
-            if type(obj) is KernelRoute and before.get(ident) != obj:
-                hops = _next_hops(obj.next_hops)
-                updates.append((ident, RouteUpdate(now, obj.node, obj.destination, hops)))
+            if type(obj) is KernelRoute:
+                was = before.get(ident)
+                if was is None or was != obj:
+                    hops = _next_hops(obj.next_hops)
+                    updates.append((ident, RouteUpdate(now, obj.node, obj.destination, hops)))
         for ident, obj in before.items():
             if type(obj) is KernelRoute and ident not in after:
                 updates.append((ident, RouteUpdate(now, obj.node, obj.destination, (), withdrawn=True)))

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from netscaffold.backends.linux import tools
 from netscaffold.backends.linux.netlink import (
@@ -272,9 +272,12 @@ def diff(
     content changed, removed and put again."""
     remove = [obj for ident, obj in actual.items() if ident not in target]
     put = []
+    held = actual.get
     for ident, obj in target.items():
-        have = actual.get(ident)
-        if have is None or not same(have, obj):
+        have = held(ident)
+        if have is None:
+            put.append(obj)
+        elif have != obj and not same(have, obj):
             put.append(obj)
             if isinstance(have, KernelElement | KernelRule):
                 remove.append(have)
@@ -283,11 +286,11 @@ def diff(
 
 def plan_steps(layout: LabLayout, remove: Sequence[KernelObject], put: Sequence[KernelObject]) -> list[Step]:
     """Per node: tc (capacity first), nft (permits, marks), then routes and rules over netlink."""
-    by_node: dict[str, tuple[list[KernelObject], list[KernelObject]]] = defaultdict(lambda: ([], []))
+    by_node: dict[str, tuple[_ByKind, _ByKind]] = defaultdict(lambda: (defaultdict(list), defaultdict(list)))
     for obj in remove:
-        by_node[obj.node][0].append(obj)
+        by_node[obj.node][0][type(obj)].append(obj)
     for obj in put:
-        by_node[obj.node][1].append(obj)
+        by_node[obj.node][1][type(obj)].append(obj)
     steps: list[Step] = []
     for node in sorted(by_node):
         gone, new = by_node[node]
@@ -302,14 +305,16 @@ def plan_steps(layout: LabLayout, remove: Sequence[KernelObject], put: Sequence[
 
 
 T = TypeVar("T", KernelClass, KernelFilter, KernelElement, KernelRoute, KernelRule)
+_ByKind = dict[type, list[Any]]
+"""A node's objects by their type, each list in the order given (diff keeps the config's sorted order)."""
 
 
-def _of(kind: type[T], objects: Sequence[KernelObject]) -> list[T]:
-    """The objects of one kind, in the order given (diff keeps the config's sorted order)."""
-    return [o for o in objects if isinstance(o, kind)]
+def _of(kind: type[T], objects: _ByKind) -> list[T]:
+    """The objects of one kind, in the order given."""
+    return objects.get(kind, [])
 
 
-def _tc_step(node: str, netns: str, gone: list[KernelObject], new: list[KernelObject]) -> Step:
+def _tc_step(node: str, netns: str, gone: _ByKind, new: _ByKind) -> Step:
     """Filter deletes, class deletes, then class and filter replaces: one bulk of netlink messages."""
     step = Step(node, netns, "tc")
     step.tc_deletes = [*_of(KernelFilter, gone), *_of(KernelClass, gone)]
@@ -319,7 +324,7 @@ def _tc_step(node: str, netns: str, gone: list[KernelObject], new: list[KernelOb
     return step
 
 
-def _nft_step(node: str, netns: str, gone: list[KernelObject], new: list[KernelObject]) -> Step:
+def _nft_step(node: str, netns: str, gone: _ByKind, new: _ByKind) -> Step:
     """Deletes first, then adds (a changed element is deleted and added again), grouped by set."""
     step = Step(node, netns, "nft")
     removed = sorted(_of(KernelElement, gone), key=_set_of)
@@ -333,7 +338,7 @@ def _set_of(element: KernelElement) -> str:
     return element.set_name
 
 
-def _netlink_step(node: str, netns: str, gone: list[KernelObject], new: list[KernelObject]) -> Step:
+def _netlink_step(node: str, netns: str, gone: _ByKind, new: _ByKind) -> Step:
     """Rule deletes, route deletes, route replaces, rule adds (the order of the former ``ip -batch``)."""
     step = Step(node, netns, "netlink")
     step.ops = [("delete", o) for o in _of(KernelRule, gone)]

@@ -31,6 +31,7 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 _HDR = struct.Struct("=IHHII")
 _ATTR = struct.Struct("=HH")
+_ERRNO = struct.Struct("=i")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _TCMSG = struct.Struct("=BxxxiIII")
 _IFINFO = struct.Struct("=BxHiII")
@@ -211,12 +212,28 @@ class NetlinkReader:
         """:meth:`routes` as the kernel objects of ``node`` (decoded straight from the receive buffers:
         the read-back of every apply goes through here)."""
         out = []
+        ntop, inet = socket.inet_ntop, socket.AF_INET
         for kind, buf, off, end in self.dump_spans(RTM_GETROUTE, _ROUTE_DUMP):
-            if kind == RTM_NEWROUTE and buf[off + _RTMSG_PROTOCOL] in protocols:
-                fields = route_fields(buf, off, end)
-                if fields is not None:
-                    _, table, protocol, dst, dst_len, hops = fields
+            if kind != RTM_NEWROUTE or buf[off + _RTMSG_PROTOCOL] not in protocols:
+                continue
+            head_end = off + _V4_HEAD_BYTES
+            if (
+                buf[off] == inet
+                and buf[head_end - 8 : head_end - 4] == _TABLE_HEADER
+                and buf[head_end : head_end + 4] == _V4_DST_HEADER
+            ):
+                # IPv4, as the kernel dumps it: RTA_TABLE, RTA_DST, then the rest, which routes of one
+                # node share (a few sets of next hops): decoded once per shape, not once per route
+                shape = _v4_shape(buf[off:head_end], buf[head_end + 8 : end])
+                if shape is not None:
+                    table, protocol, dst_len, hops = shape
+                    dst = ntop(inet, buf[head_end + 4 : head_end + 8])
                     out.append(KernelRoute(node, table, f"{dst}/{dst_len}", protocol, hops))
+                    continue
+            fields = route_fields(buf, off, end)
+            if fields is not None:
+                _, table, protocol, dst, dst_len, hops = fields
+                out.append(KernelRoute(node, table, f"{dst}/{dst_len}", protocol, hops))
         return out
 
     def rules(self, protocols: frozenset[int]) -> list[RuleMsg]:
@@ -236,28 +253,22 @@ class NetlinkReader:
 
     def classes(self, ifindex: int, *, counters: bool = True) -> list[ClassMsg]:
         """The classes on the device; ``counters=False`` leaves ``sent_bytes`` at 0 (a read-back needs
-        the rates only)."""
+        the rates only, and its decoding stops before the statistics)."""
         out = []
         for kind, buf, off, end in self.dump_spans(RTM_GETTCLASS, _TCMSG.pack(0, ifindex, 0, 0, 0)):
             if kind != RTM_NEWTCLASS:
                 continue
-            handle = _TCMSG.unpack_from(buf, off)[2]
-            spans = _spans(buf, off + _TCMSG.size, end)
-            name = _text(buf, spans.get(TCA_KIND))
-            options, stats = spans.get(TCA_OPTIONS), spans.get(_TCA_STATS2)
-            sent = 0 if stats is None or not counters else _sent_bytes(buf, stats)
-            if name != "htb" or options is None:
-                out.append(ClassMsg(handle, name, 0, 0, sent))
+            handle = _U32.unpack_from(buf, off + _TCMSG_HANDLE)[0]
+            kind_span, options = _kind_and_options(buf, off + _TCMSG.size, end)
+            sent = 0
+            if counters:
+                stats = _spans(buf, off + _TCMSG.size, end).get(_TCA_STATS2)
+                sent = 0 if stats is None else _sent_bytes(buf, stats)
+            if kind_span is None or buf[kind_span[0] : kind_span[1]] != b"htb\0" or options is None:
+                out.append(ClassMsg(handle, _text(buf, kind_span), 0, 0, sent))
                 continue
-            o = _spans(buf, *options)
-            rate = ceil = 0
-            parms = o.get(TCA_HTB_PARMS)
-            if parms is not None:
-                rate, ceil = _HTB_RATES.unpack_from(buf, parms[0])
-            rate64, ceil64 = o.get(TCA_HTB_RATE64), o.get(TCA_HTB_CEIL64)
-            rate = _U64.unpack_from(buf, rate64[0])[0] if rate64 is not None else rate
-            ceil = _U64.unpack_from(buf, ceil64[0])[0] if ceil64 is not None else ceil
-            out.append(ClassMsg(handle, name, rate, ceil, sent))
+            rate, ceil = _htb_rates(buf[options[0] : options[1]])
+            out.append(ClassMsg(handle, "htb", rate, ceil, sent))
         return out
 
     def u32_filters(self, ifindex: int, parent: int) -> list[U32Msg]:
@@ -266,24 +277,70 @@ class NetlinkReader:
             if kind != RTM_NEWTFILTER:
                 continue
             _, _, handle, _, info = _TCMSG.unpack_from(buf, off)
-            spans = _spans(buf, off + _TCMSG.size, end)
-            options, kind_span = spans.get(TCA_OPTIONS), spans.get(TCA_KIND)
+            kind_span, options = _kind_and_options(buf, off + _TCMSG.size, end)
             if kind_span is None or buf[kind_span[0] : kind_span[1]] != b"u32\0" or options is None:
                 continue
-            o = _spans(buf, *options)
-            sel, classid = o.get(TCA_U32_SEL), o.get(TCA_U32_CLASSID)
+            sel = classid = None
+            pos, stop = options
+            while pos + 4 <= stop:  # one pass over the options: no dict of their spans
+                length, attr = _ATTR.unpack_from(buf, pos)
+                if length < 4:
+                    break
+                attr &= 0x3FFF
+                if attr == TCA_U32_SEL:
+                    sel = pos + 4
+                elif attr == TCA_U32_CLASSID:
+                    classid = pos + 4
+                pos += (length + 3) & ~3
             if sel is None or classid is None:
                 continue
-            nkeys = buf[sel[0] + 2]
             keys = []
-            for i in range(nkeys):
-                at = sel[0] + _U32_SEL.size + i * _U32_KEY.size
+            first = sel + _U32_SEL.size
+            for at in range(first, first + buf[sel + 2] * _U32_KEY.size, _U32_KEY.size):
                 value = _U32_KEY_BE.unpack_from(buf, at)[1]  # mask and value are big-endian
                 keys.append((_I32.unpack_from(buf, at + 8)[0], value))
-            out.append(U32Msg(handle, info >> 16, _U32.unpack_from(buf, classid[0])[0], tuple(keys)))
+            out.append(U32Msg(handle, info >> 16, _U32.unpack_from(buf, classid)[0], tuple(keys)))
         return out
 
 
+def _kind_and_options(
+    buf: bytes, pos: int, end: int
+) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """The payload spans of TCA_KIND and TCA_OPTIONS of a tc message whose attributes lie in
+    ``buf[pos:end]``: the kernel puts them first, so the scan stops before the statistics."""
+    kind_span = options = None
+    while pos + 4 <= end:
+        length, attr = _ATTR.unpack_from(buf, pos)
+        if length < 4:
+            break
+        attr &= 0x3FFF
+        if attr == TCA_KIND:
+            kind_span = (pos + 4, pos + length)
+        elif attr == TCA_OPTIONS:
+            options = (pos + 4, pos + length)
+        if kind_span is not None and options is not None:
+            break
+        pos += (length + 3) & ~3
+    return kind_span, options
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _htb_rates(options: bytes) -> tuple[int, int]:
+    """(rate, ceil) in bytes/s of an HTB class's TCA_OPTIONS payload (the classes of one rate on one
+    link share it: a pure function of its bytes)."""
+    spans = _spans(options, 0, len(options))
+    rate = ceil = 0
+    parms = spans.get(TCA_HTB_PARMS)
+    if parms is not None:
+        rate, ceil = _HTB_RATES.unpack_from(options, parms[0])
+    rate64, ceil64 = spans.get(TCA_HTB_RATE64), spans.get(TCA_HTB_CEIL64)
+    rate = _U64.unpack_from(options, rate64[0])[0] if rate64 is not None else rate
+    ceil = _U64.unpack_from(options, ceil64[0])[0] if ceil64 is not None else ceil
+    return rate, ceil
+
+
+_TCMSG_HANDLE = 8
+"""Offset of ``tcm_handle`` in a tcmsg (family and padding, then ifindex)."""
 _TCA_STATS2 = 7
 _HTB_RATES = struct.Struct("=8xI8xI")
 """rate.rate and ceil.rate of a tc_htb_opt (two 12-byte tc_ratespec, rate last in each)."""
@@ -360,6 +417,22 @@ def route_fields(buf: bytes, off: int, end: int) -> RouteFields | None:
     if multipath is not None:
         return family, table, protocol, address, dst_len, _multipath(buf[multipath[0] : multipath[1]], af)
     return family, table, protocol, address, dst_len, _single_hop(af, gateway)
+
+
+_V4_HEAD_BYTES = _RTMSG.size + 8
+"""An IPv4 route message's rtmsg and its first attribute, RTA_TABLE (as the kernel dumps it)."""
+_TABLE_HEADER, _V4_DST_HEADER = _ATTR.pack(8, _RTA_TABLE), _ATTR.pack(8, _RTA_DST)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _v4_shape(head: bytes, rest: bytes) -> tuple[int, int, int, tuple[tuple[str, int], ...]] | None:
+    """(table, protocol, prefix length, next hops) of an IPv4 route message made of ``head`` (rtmsg and
+    RTA_TABLE), an RTA_DST and ``rest``: everything but the destination, hence shared by many routes."""
+    fields = route_fields(head + _V4_DST_HEADER + bytes(4) + rest, 0, len(head) + 8 + len(rest))
+    if fields is None or fields[0] != 4:
+        return None
+    _, table, protocol, _, dst_len, hops = fields
+    return table, protocol, dst_len, hops
 
 
 @functools.lru_cache(maxsize=4096)
@@ -548,8 +621,12 @@ class NetlinkWriter(NetlinkReader):
     no process start, no per-route round trip)."""
 
     def bulk(self, messages: list[tuple[int, int, bytes]]) -> list[tuple[int, int]]:
-        """Send (type, flags, payload) messages, each acknowledged; returns (index, errno) of the ones
-        the kernel refused, in order. Every message is tried (the kernel handles them one by one)."""
+        """Send (type, flags, payload) messages; returns (index, errno) of the ones the kernel refused,
+        in order. Every message is tried (the kernel handles them one by one, in order). Only the last
+        message of each ``send`` asks for an acknowledgement: the kernel answers a refused message with
+        an error whether or not it asked, so the acknowledgement of the last says that every message
+        before it was handled, and the errors before it name the refused ones (thousands of
+        acknowledgements built, queued and read cost about as much as the routes' own encoding)."""
         failures: list[tuple[int, int]] = []
         with self.lock:
             base = self._seq + 1
@@ -561,31 +638,34 @@ class NetlinkWriter(NetlinkReader):
                 while end < len(messages) and len(chunk) < BULK_CHUNK_BYTES:
                     kind, flags, payload = messages[end]
                     size = _HDR.size + len(payload)
-                    chunk += _HDR.pack(size, kind, NLM_F_REQUEST | NLM_F_ACK | flags, base + end, 0)
+                    last = end + 1 == len(messages) or len(chunk) + size >= BULK_CHUNK_BYTES
+                    flags |= NLM_F_REQUEST | (NLM_F_ACK if last else 0)
+                    chunk += _HDR.pack(size, kind, flags, base + end, 0)
                     chunk += payload
                     end += 1
                 self.sock.send(bytes(chunk))
-                failures += self._acks(base + start, end - start, base)
+                failures += self._errors_until(base + start, base + end - 1, base)
                 start = end
         return failures
 
-    def _acks(self, first_seq: int, count: int, base: int) -> list[tuple[int, int]]:
+    def _errors_until(self, first_seq: int, last_seq: int, base: int) -> list[tuple[int, int]]:
+        """The refusals among the messages ``first_seq..last_seq`` (as (index, errno), index counted
+        from ``base``), read until the answer to ``last_seq``, which always comes (it asked for one)."""
         failures = []
-        seen = 0
-        while seen < count:
+        while True:
             data = self.sock.recv(1 << 20)
             offset = 0
             while offset + _HDR.size <= len(data):
                 length, kind, _, seq, _ = _HDR.unpack_from(data, offset)
                 if length < _HDR.size:
                     break
-                if kind == NLMSG_ERROR and first_seq <= seq < first_seq + count:
-                    seen += 1
-                    code = struct.unpack_from("=i", data, offset + _HDR.size)[0]
+                if kind == NLMSG_ERROR and first_seq <= seq <= last_seq:
+                    code = _ERRNO.unpack_from(data, offset + _HDR.size)[0]
                     if code:
                         failures.append((seq - base, -code))
+                    if seq == last_seq:
+                        return failures
                 offset += _align(length)
-        return failures
 
     def request(self, msg_type: int, flags: int, payload: bytes) -> None:
         with self.lock:

@@ -7,6 +7,7 @@ written (a one-member multipath collapses to a plain gateway route anyway).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Literal
 
 from netscaffold.errors import PlanError
@@ -25,20 +26,31 @@ RouteAction = Literal["replace", "delete"]
 
 def kernel_route(route: Route, gateways: Mapping[str, str], *, table: int = MAIN_TABLE) -> KernelRoute:
     """The kernel form of ``route``; ``gateways`` maps a next-hop node to its address facing the device."""
-    missing = [hop.via for hop in route.next_hops if hop.via not in gateways]
-    if missing:
-        raise PlanError(f"no link from {route.device!r} to next hop(s) {missing}", element=route.describe())
-    weights = quantize_weights([hop.weight for hop in route.next_hops])
-    if len(route.next_hops) == 1:
-        weights = (1,)
-    hops = tuple(sorted((gateways[hop.via], w) for hop, w in zip(route.next_hops, weights, strict=True)))
+    next_hops = route.next_hops
+    if len(next_hops) == 1 and next_hops[0].via in gateways:  # the common case, without lists
+        hops: tuple[tuple[str, int], ...] = ((gateways[next_hops[0].via], 1),)
+    else:
+        missing = [hop.via for hop in next_hops if hop.via not in gateways]
+        if missing:
+            raise PlanError(
+                f"no link from {route.device!r} to next hop(s) {missing}", element=route.describe()
+            )
+        hops = _weighted_hops(
+            tuple(gateways[hop.via] for hop in next_hops), tuple(hop.weight for hop in next_hops)
+        )
     return KernelRoute(
-        node=route.device,
-        table=table,
-        destination=canonical_prefix(route.destination),
-        protocol=ROUTE_PROTOCOLS[route.origin],
-        next_hops=hops,
+        route.device, table, canonical_prefix(route.destination), ROUTE_PROTOCOLS[route.origin], hops
     )
+
+
+@lru_cache(maxsize=1 << 14)
+def _weighted_hops(gateways: tuple[str, ...], weights: tuple[float, ...]) -> tuple[tuple[str, int], ...]:
+    """Sorted (gateway, kernel weight) pairs: a pure function of its arguments, which the routes of a node
+    share (a few sets of weighted next hops)."""
+    if len(gateways) == 1:
+        quantize_weights(weights)  # checks the weight
+        return ((gateways[0], 1),)
+    return tuple(sorted(zip(gateways, quantize_weights(weights), strict=True)))
 
 
 def route_line(route: KernelRoute, action: RouteAction) -> str:

@@ -8,6 +8,7 @@ back into these objects and diffs them against the objects a desired config rend
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Sequence
@@ -44,6 +45,10 @@ def canonical_prefix(prefix: str) -> str:
     ``inet_pton`` (ipaddress costs ~30 µs a prefix, too much for plans of thousands of routes)."""
     address, _, length = prefix.partition("/")
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    if family == socket.AF_INET and length in ("32", ""):
+        with contextlib.suppress(OSError, ValueError):
+            socket.inet_pton(family, address)  # accepts canonical dotted quads only (no leading zeros)
+            return f"{address}/32"  # an IPv4 host: nothing to clear, the text is already canonical
     try:
         packed = socket.inet_pton(family, address)
         bits = len(packed) * 8

@@ -36,6 +36,8 @@ SET_NAME = nft_render.RECORD_SET
 CHUNK_CHARS = 100
 _ORIGIN = {Origin.STATIC: "s", Origin.PREDICTED: "p", Origin.CONFIRMED: "c"}
 _FROM_ORIGIN = {code: origin for origin, code in _ORIGIN.items()}
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+"""``json.dumps(..., separators=(",", ":"))`` without building an encoder per record."""
 
 
 def key_hash(key: ItemKey) -> tuple[int, int]:
@@ -81,10 +83,12 @@ def decode_item(data: list[Any]) -> ConfigItem:
 
 def record_elements(item: ConfigItem, timeout_s: int | None) -> list[KernelElement]:
     """The elements holding ``item``'s record, on its first device."""
-    text = json.dumps(encode_item(item), separators=(",", ":"))
+    text = _COMPACT_JSON.encode(encode_item(item))
     high, low = key_hash(item.key)
-    chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)]
     node = item.devices()[0]
+    if len(text) <= CHUNK_CHARS:  # most records (a route through two next hops fits in one chunk)
+        return [KernelElement(node, SET_NAME, (high, low, 0), None, text, timeout_s)]
+    chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)]
     return [
         KernelElement(node, SET_NAME, (high, low, index), None, chunk, timeout_s)
         for index, chunk in enumerate(chunks)
