@@ -136,3 +136,39 @@ def test_new_pairs_name_what_a_young_replica_will_form() -> None:
     life.observe(np.array([1e6, 1e5, 0.0]))  # api-1 has not carried traffic: it lends nothing
     assert life.new_pairs(9.0) == []  # not announced yet
     assert life.new_pairs(12.0) == [("web-0", "api-2"), ("api-2", "web-0")]
+
+
+def test_the_run_predictor_lifts_a_replica_the_forecaster_was_fitted_before() -> None:
+    """Wiring in the engine: a replica started after the forecaster's fit stays young (takes its siblings'
+    forecast) even past ``settle_s``, since the fitted model never learned it."""
+    from netscaffold.engine.forecasting import ForecastPredictor
+    from netscaffold.engine.predictors import PairIndex
+    from netscaffold.model.metrics import PerformanceSample
+    from netscaffold.model.qos import QosPolicy
+
+    topology = _topology()
+    index = PairIndex(PAIRS)
+    life = ReplicaLifecycle(topology, PAIRS, [_scale_out(12.0, 14.0)], settle_s=30.0)
+    predictor = ForecastPredictor(
+        "naive", index, topology, QosPolicy(), tick_s=1.0, horizon=2, train_ticks=10, min_activity=0.5,
+        lifecycle=life,
+    )  # fmt: skip
+    busy = {
+        ("web-0", "api-0"): 1e5,
+        ("api-0", "web-0"): 1e4,
+        ("web-0", "api-1"): 1e5,
+        ("api-1", "web-0"): 1e4,
+    }
+    keys = tuple(busy)
+    lifted: dict[int, bool] = {}
+    for tick in range(1, 61):
+        sample = PerformanceSample(
+            float(tick), 1.0, (), np.zeros(0), np.zeros(0), np.zeros(0), keys, np.array(list(busy.values()))
+        )
+        predictor.observe(sample, [])
+        graph = predictor.predict(float(tick))
+        if graph is not None:
+            lifted[tick] = ("web-0", "api-2") in graph.pairs
+    assert not lifted[11]  # not announced yet
+    assert lifted[13]  # announced at 12, ready at 14: inside the 2-step horizon
+    assert lifted[60]  # 46 s after it was ready, but the naive model was fitted at 10 s
