@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netscaffold.backends.linux import netlink, readback, tools
+from netscaffold.backends.linux import netlink, readback
 from netscaffold.backends.linux.netlink import htb_class_message, route_message, u32_filter_message
 from netscaffold.backends.linux.readback import _OUR_PROTOCOLS
 from netscaffold.backends.linux.session import NamespaceSession
@@ -32,7 +32,7 @@ from netscaffold.formats.render.objects import (
 from netscaffold.model import NextHop, Route
 from netscaffold.model.config import Origin
 
-from .test_linux_common import skip_without_facilities, unique_lab
+from .test_linux_common import veth_namespace
 
 _DEVICE, _PEER = "h11fa0", "h11fa1"
 _GATEWAYS = ("198.18.0.2", "198.18.0.3")
@@ -42,28 +42,9 @@ _UNREACHABLE = "198.19.250.1"
 @pytest.fixture
 def route_namespace() -> Iterator[NamespaceSession]:
     """A namespace with a veth pair up, 198.18.0.1/29 and fd00::1/64 on one end, HTB root on it."""
-    skip_without_facilities()
-    netns = f"ns-{unique_lab('fast')}"
-    tools.add_namespace(netns)
-    session = None
-    try:
-        tools.ip_batch(
-            netns,
-            [
-                f"link add {_DEVICE} type veth peer name {_PEER}",
-                f"link set {_DEVICE} up",
-                f"link set {_PEER} up",
-                f"address add 198.18.0.1/29 dev {_DEVICE}",
-                f"address add fd00::1/64 dev {_DEVICE} nodad",
-            ],
-        )
-        tools.tc_batch(netns, tc_render.root_lines(_DEVICE, 10e9))
-        session = NamespaceSession(netns)
+    addresses = [f"address add 198.18.0.1/29 dev {_DEVICE}", f"address add fd00::1/64 dev {_DEVICE} nodad"]
+    with veth_namespace("fast", _DEVICE, _PEER, addresses) as session:
         yield session
-    finally:
-        if session is not None:
-            session.close()
-        tools.delete_namespace(netns)
 
 
 def _route(index: int, gateway: str, protocol: int = 202) -> tuple[int, int, bytes]:

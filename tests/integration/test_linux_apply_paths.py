@@ -36,7 +36,7 @@ from netscaffold.formats.render.objects import KernelClass, KernelFilter
 from netscaffold.model import NetworkConfig, Plan
 
 from .test_linux_backend import scaffold
-from .test_linux_common import skip_without_facilities, small_topology, unique_lab
+from .test_linux_common import skip_without_facilities, small_topology, unique_lab, veth_namespace
 
 _DEVICE = "h10tc0"
 _CASES = [
@@ -50,20 +50,8 @@ _CASES = [
 
 @pytest.fixture
 def tc_namespace() -> Iterator[NamespaceSession]:
-    skip_without_facilities()
-    netns = f"ns-{unique_lab('tcnl')}"
-    tools.add_namespace(netns)
-    session = None
-    try:
-        tools.run(["ip", "-n", netns, "link", "add", _DEVICE, "type", "veth", "peer", "name", "h10tc1"])
-        tools.run(["ip", "-n", netns, "link", "set", _DEVICE, "up"])
-        tools.tc_batch(netns, tc_render.root_lines(_DEVICE, 10e9))
-        session = NamespaceSession(netns)
+    with veth_namespace("tcnl", _DEVICE, "h10tc1") as session:
         yield session
-    finally:
-        if session is not None:
-            session.close()
-        tools.delete_namespace(netns)
 
 
 def _dumped(session: NamespaceSession, msg_type: int, parent: int) -> dict[int, bytes]:

@@ -1,13 +1,19 @@
-"""Shared helpers of the Linux integration tests: a small topology and uniquely named labs."""
+"""Shared helpers of the Linux integration tests: a small topology, uniquely named labs, and a bare
+namespace with one veth pair for tests that talk netlink directly."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import pytest
 
+from netscaffold.backends.linux import tools
+from netscaffold.backends.linux.session import NamespaceSession
+from netscaffold.formats.render import tc as tc_render
 from netscaffold.model import Endpoint, Link, Node, NodeKind, Topology
 
 _COUNTER = itertools.count()
@@ -27,6 +33,33 @@ def skip_without_facilities() -> None:
     reason = facilities_missing()
     if reason:
         pytest.skip(reason)
+
+
+@contextmanager
+def veth_namespace(
+    prefix: str, device: str, peer: str, ip_lines: Sequence[str] = ()
+) -> Iterator[NamespaceSession]:
+    """A fresh namespace holding the veth pair ``device`` / ``peer`` (both up), then ``ip_lines`` (``ip
+    -batch`` lines: addresses, say) and an HTB root on ``device``, with a netlink session into it; the
+    namespace is deleted afterwards, also on failure."""
+    skip_without_facilities()
+    netns = f"ns-{unique_lab(prefix)}"
+    tools.add_namespace(netns)
+    session = None
+    try:
+        link = [
+            f"link add {device} type veth peer name {peer}",
+            f"link set {device} up",
+            f"link set {peer} up",
+        ]
+        tools.ip_batch(netns, [*link, *ip_lines])
+        tools.tc_batch(netns, tc_render.root_lines(device, 10e9))
+        session = NamespaceSession(netns)
+        yield session
+    finally:
+        if session is not None:
+            session.close()
+        tools.delete_namespace(netns)
 
 
 def unique_lab(prefix: str = "t") -> str:
