@@ -1,11 +1,14 @@
 """Kernel announcements over netlink multicast, shared by the route monitor and the conntrack monitor: a
-socket subscribed to some groups with a large receive buffer, and a non-blocking read of what is queued
-that tells when the kernel dropped announcements (the socket overflowed: ``ENOBUFS``)."""
+socket subscribed to some groups with a large receive buffer, a non-blocking read of what is queued that
+tells when the kernel dropped announcements (the socket overflowed: ``ENOBUFS``), and the set of
+per-namespace watchers a lab-wide monitor holds."""
 
 from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Iterable
+from typing import Generic, Protocol, TypeVar
 
 SO_RCVBUFFORCE = 33
 RECV_BYTES = 1 << 20
@@ -49,3 +52,37 @@ def _drain(sock: socket.socket) -> None:
         except OSError as exc:
             if exc.errno != errno.ENOBUFS:
                 raise
+
+
+class NodeWatcher(Protocol):
+    """What a lab-wide monitor needs of its watcher in one namespace (besides its own ``poll``)."""
+
+    overflows: int
+
+    def close(self) -> None: ...
+
+
+W = TypeVar("W", bound=NodeWatcher)
+
+
+class NodeWatchers(Generic[W]):
+    """One watcher per lab namespace, made all or none (a failure while making them closes those made),
+    their overflows counted and closed together; a subclass polls them (its events have its own type)."""
+
+    def __init__(self, watchers: Iterable[W]) -> None:
+        self.monitors: list[W] = []
+        try:
+            for watcher in watchers:
+                self.monitors.append(watcher)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def overflows(self) -> int:
+        return sum(m.overflows for m in self.monitors)
+
+    def close(self) -> None:
+        for monitor in self.monitors:
+            monitor.close()
+        self.monitors.clear()

@@ -17,7 +17,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from netscaffold.backends.linux.announcements import read_queued, subscribed_socket
+from netscaffold.backends.linux.announcements import NodeWatchers, read_queued, subscribed_socket
 from netscaffold.backends.linux.netlink import _HDR, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
 from netscaffold.backends.linux.session import open_in_namespace
 from netscaffold.formats.render.layout import LabLayout
@@ -184,7 +184,7 @@ class NamespaceConntrack:
         self._dumper.close()
 
 
-class ConntrackMonitor:
+class ConntrackMonitor(NodeWatchers[NamespaceConntrack]):
     """A :class:`NamespaceConntrack` per watched lab node (every host unless ``nodes`` says otherwise);
     ``poll(now)`` gathers their flow starts, ``requests(now)`` the same as flow requests between
     endpoints of the topology."""
@@ -197,17 +197,7 @@ class ConntrackMonitor:
             else sorted(set(nodes))
         )
         self.endpoint_of = {ep.address: ep.id for ep in topology.endpoints.values()}
-        self.monitors: list[NamespaceConntrack] = []
-        try:
-            for node in chosen:
-                self.monitors.append(NamespaceConntrack(node, layout.namespace(node)))
-        except BaseException:
-            self.close()
-            raise
-
-    @property
-    def overflows(self) -> int:
-        return sum(m.overflows for m in self.monitors)
+        super().__init__(NamespaceConntrack(node, layout.namespace(node)) for node in chosen)
 
     def poll(self, now_s: float) -> list[FlowStart]:
         return [start for monitor in self.monitors for start in monitor.poll(now_s)]
@@ -223,8 +213,3 @@ class ConntrackMonitor:
                 seen.add(key)
                 out.append(request)
         return out
-
-    def close(self) -> None:
-        for monitor in self.monitors:
-            monitor.close()
-        self.monitors.clear()

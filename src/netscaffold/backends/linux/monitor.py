@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable
 
-from netscaffold.backends.linux.announcements import read_queued, subscribed_socket
+from netscaffold.backends.linux.announcements import NodeWatchers, read_queued, subscribed_socket
 from netscaffold.backends.linux.netlink import (
     _HDR,
     RTM_DELROUTE,
@@ -102,30 +102,17 @@ class NamespaceMonitor:
         self._reader.close()
 
 
-class RouteMonitor:
+class RouteMonitor(NodeWatchers[NamespaceMonitor]):
     """A :class:`NamespaceMonitor` per lab node; ``poll(now)`` gathers them all, node by node."""
 
     def __init__(self, layout: LabLayout, protocols: Iterable[int] | None = None) -> None:
         wanted = frozenset(ROUTE_PROTOCOLS.values()) if protocols is None else frozenset(protocols)
-        self.monitors: list[NamespaceMonitor] = []
-        try:
-            for node, netns in sorted(layout.namespaces.items()):
-                self.monitors.append(NamespaceMonitor(node, netns, wanted))
-        except BaseException:
-            self.close()
-            raise
-
-    @property
-    def overflows(self) -> int:
-        return sum(m.overflows for m in self.monitors)
+        super().__init__(
+            NamespaceMonitor(node, netns, wanted) for node, netns in sorted(layout.namespaces.items())
+        )
 
     def poll(self, now_s: float) -> list[RouteUpdate]:
         return [update for monitor in self.monitors for update in monitor.poll(now_s)]
-
-    def close(self) -> None:
-        for monitor in self.monitors:
-            monitor.close()
-        self.monitors.clear()
 
 
 def _subscribed_socket() -> socket.socket:
