@@ -178,11 +178,11 @@ class ReplicaLifecycle:
             return forecast
         activity = forecast.activity.copy()
         quantiles = forecast.quantiles.copy()
-        young_set = set(young)
+        siblings = {name: self._established(name, now_s) for name in young}
         # oldest first: a young replica that is already serving lends its (adjusted) forecast to younger ones
         for name in sorted(young, key=lambda n: self._state[n].ready_s):
             before = ends <= self._state[name].ready_s
-            for pair_index, sibling_rows in self._sibling_rows(name, young_set, now_s):
+            for pair_index, sibling_rows in self._sibling_rows(name, siblings):
                 if sibling_rows:
                     act = activity[0][:, sibling_rows].mean(axis=1)
                     q = quantiles[0][:, sibling_rows, :].mean(axis=1)
@@ -191,7 +191,7 @@ class ReplicaLifecycle:
                 activity[0, before, pair_index] = 0.0
         for name in gone:
             after = ends - step_s >= self._state[name].stopped_s
-            rows = self._as_src.get(name, []) + self._as_dst.get(name, [])
+            rows = self._rows_of(name)
             first = activity[0]
             first[np.ix_(np.flatnonzero(after), np.asarray(rows, dtype=np.int64))] = 0.0
         return Forecast(
@@ -210,11 +210,16 @@ class ReplicaLifecycle:
         state = self._state.get(name)
         return state is None or state.ready_s <= now_s < state.stopped_s
 
-    def _sibling_rows(self, name: str, young: set[str], now_s: float) -> Iterable[tuple[int, list[int]]]:
-        """Per pair of ``name``: the rows of the same pair with each young end replaced by a sibling."""
-        for i in self._as_src.get(name, []) + self._as_dst.get(name, []):
+    def _rows_of(self, name: str) -> list[int]:
+        """The rows of the pairs ``name`` is part of."""
+        return self._as_src.get(name, []) + self._as_dst.get(name, [])
+
+    def _sibling_rows(self, name: str, siblings: dict[str, list[str]]) -> Iterable[tuple[int, list[int]]]:
+        """Per pair of ``name``: the rows of the same pair with each young end (a key of ``siblings``)
+        replaced by each of its siblings."""
+        for i in self._rows_of(name):
             src, dst = self.pairs[i]
-            srcs = self._established(src, now_s) if src in young else [src]
-            dsts = self._established(dst, now_s) if dst in young else [dst]
+            srcs = siblings.get(src, [src])
+            dsts = siblings.get(dst, [dst])
             rows = [self._position[(a, b)] for a in srcs for b in dsts if (a, b) in self._position]
             yield i, rows
