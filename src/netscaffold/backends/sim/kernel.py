@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netscaffold.backends.sim import heap
+from netscaffold.backends.sim.borrow import borrowed
 from netscaffold.backends.sim.maxmin import max_min
 
 IA = npt.NDArray[np.int64]
@@ -1116,6 +1117,10 @@ def run(
     t_sent_bytes: FA,
 ) -> int:
     """Process every event before ``end_s`` and every tick boundary at or before it."""
+    # unowned views for the loop: numba's atomic reference counting of every array bound per event was
+    # about half the time (see borrow.py); the arguments stay alive for the whole call
+    cnt, clk, rs = borrowed((cnt, clk, rs))
+    h_heap, h_t, h_size, f_arr_s, t_end_s = borrowed((h_heap, h_t, h_size, f_arr_s, t_end_s))
     ss = (
         s_state,
         s_flow,
@@ -1224,6 +1229,7 @@ def run(
         s_path,
         s_state,
     )  # _arrive's
+    ss, cs, ar = borrowed((ss, cs, ar))
     n_flows = f_arr_s.shape[0]
     while True:
         next_tick = clk[K_ORIGIN] + (cnt[C_TICK] + 1) * clk[K_TICK_S]
@@ -1292,6 +1298,7 @@ def run(
 @nb.njit(cache=True)
 def recompute_all(t: float, cnt: IA, clk: FA, hops_h: int, rs: RateState) -> None:
     """Re-rate every active flow at ``t`` (after floors or paths changed under them)."""
+    cnt, clk, rs = borrowed((cnt, clk, rs))
     _recompute(-1, t, cnt, clk, hops_h, rs)
 
 
