@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from netscaffold.backends.sim.maxmin import max_min_rates
+from netscaffold.backends.sim.maxmin import max_min_rates, max_min_solve
 
 
 def test_classic_two_link_example() -> None:
@@ -49,3 +51,25 @@ def test_demand_caps_and_no_link() -> None:
 def test_equal_share_on_one_link(n: int) -> None:
     rates = max_min_rates([[0]] * n, [12.0])
     np.testing.assert_allclose(rates, np.full(n, 12.0 / n))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    caps=st.lists(st.sampled_from([1.0, 2.0, 3.0, 5.0, 8.0]), min_size=1, max_size=6),
+    demand=st.sampled_from([0.5, 2.0, 3.0, 4.0, np.inf]),
+    floor_share=st.sampled_from([0.0, 0.25, 1.0]),
+)
+def test_a_flow_alone_is_solved_as_the_general_solve_does(
+    caps: list[float], demand: float, floor_share: float
+) -> None:
+    # one flow takes a shortcut past the heaps; beside a flow that crosses no link it takes the general
+    # solve: rate and bottleneck (the first link of the smallest capacity under its demand) must agree
+    path = list(range(len(caps)))
+    floor = floor_share * min(*caps, demand)
+    alone = max_min_solve([path], caps, [floor], [demand])
+    general = max_min_solve([path, []], caps, [floor, 0.0], [demand, 1.0])
+    assert alone[0][0] == general[0][0]
+    assert alone[1][0] == general[1][0]
+    assert alone[0][0] == min(*caps, demand)
+    expected_bn = caps.index(min(caps)) if min(caps) < demand else -1
+    assert alone[1][0] == expected_bn

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netscaffold.backends.sim import heap
-from netscaffold.backends.sim.borrow import borrowed
+from netscaffold.backends.sim.intrinsics import borrowed, prefetch
 from netscaffold.backends.sim.maxmin import max_min
 
 IA = npt.NDArray[np.int64]
@@ -1040,6 +1040,57 @@ def _arrive(i: int, t_arr: float, cnt: IA, clk: FA, ar: Packed) -> int:
     return int(s)
 
 
+@nb.njit(cache=True, inline="always")
+def _prefetch_arrivals(i: int, n_flows: int, pf: Packed) -> None:
+    """Prefetch, in stages, what the next arrivals will touch: the pair entries of flow ``i + 3``, the ECMP
+    path id of ``i + 2`` (its pair's offsets are cached by now), the path's offsets of ``i + 1`` and the
+    links of ``i``. Each stage reads only what an earlier one prefetched, so none of them stalls."""
+    (
+        f_pair,
+        f_u2,
+        p_ecmp_off,
+        p_ecmp_path,
+        k_off,
+        k_links,
+        k_fw,
+        p_cand_off,
+        p_grp_off,
+        r_ready_s,
+        r_active,
+        r_idle_s,
+        pair_acc,
+    ) = pf
+    for ahead in range(4):
+        j = i + ahead
+        if j >= n_flows:
+            return
+        pair = f_pair[j]
+        if ahead == 3:
+            prefetch(p_ecmp_off, pair)
+            prefetch(p_cand_off, pair)
+            prefetch(p_grp_off, pair)
+            prefetch(r_ready_s, pair)
+            prefetch(r_active, pair)
+            prefetch(r_idle_s, pair)
+            prefetch(pair_acc, pair)
+            continue
+        e0 = p_ecmp_off[pair]
+        n = p_ecmp_off[pair + 1] - e0
+        if n <= 0:
+            continue
+        e = e0 + min(int(f_u2[j] * n), n - 1)
+        if ahead == 2:
+            prefetch(p_ecmp_path, e)
+            continue
+        path = p_ecmp_path[e]
+        if ahead == 1:
+            prefetch(k_off, path)
+            prefetch(k_fw, path)
+            continue
+        prefetch(k_links, k_off[path])
+        prefetch(k_links, k_off[path + 1] - 1)
+
+
 @nb.njit(cache=True)
 def run(
     end_s: float,
@@ -1118,7 +1169,7 @@ def run(
 ) -> int:
     """Process every event before ``end_s`` and every tick boundary at or before it."""
     # unowned views for the loop: numba's atomic reference counting of every array bound per event was
-    # about half the time (see borrow.py); the arguments stay alive for the whole call
+    # about half the time (see intrinsics.py); the arguments stay alive for the whole call
     cnt, clk, rs = borrowed((cnt, clk, rs))
     h_heap, h_t, h_size, f_arr_s, t_end_s = borrowed((h_heap, h_t, h_size, f_arr_s, t_end_s))
     ss = (
@@ -1229,7 +1280,22 @@ def run(
         s_path,
         s_state,
     )  # _arrive's
-    ss, cs, ar = borrowed((ss, cs, ar))
+    pf = (
+        f_pair,
+        f_u2,
+        p_ecmp_off,
+        p_ecmp_path,
+        k_off,
+        k_links,
+        k_fw,
+        p_cand_off,
+        p_grp_off,
+        r_ready_s,
+        r_active,
+        r_idle_s,
+        pair_acc,
+    )  # _prefetch_arrivals's
+    ss, cs, ar, pf = borrowed((ss, cs, ar, pf))
     n_flows = f_arr_s.shape[0]
     while True:
         next_tick = clk[K_ORIGIN] + (cnt[C_TICK] + 1) * clk[K_TICK_S]
@@ -1287,6 +1353,7 @@ def run(
         elif cnt[C_FREE] == 0:
             return GROW_SLOTS
         else:
+            _prefetch_arrivals(i, n_flows, pf)
             s = _arrive(i, t_arr, cnt, clk, ar)
             if s >= 0:
                 _start(s, t_arr, cnt, hops_h, ss)

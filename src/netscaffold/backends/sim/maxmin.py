@@ -226,7 +226,38 @@ def _lowest_link(
 
 
 @nb.njit(cache=True, inline="always")
-def max_min(  # noqa: C901, PLR0912  (one event loop: split, it would pass 25 arrays per call)
+def _solve_alone(
+    mm_path: IntArray,
+    mm_floor: FloatArray,
+    mm_dem: FloatArray,
+    k_off: IntArray,
+    k_links: IntArray,
+    l_cap: FloatArray,
+    mm_rate: FloatArray,
+    mm_state: IntArray,
+    mm_bn: IntArray,
+    mm_capl: IntArray,
+) -> None:
+    """One flow (the commonest component): what the general solve gives it, without its heaps. Every link
+    caps it, so it sends its demand lowered to the smallest capacity on its path (never under its floor),
+    bottlenecked on the first link of that smallest capacity below its demand."""
+    p = mm_path[0]
+    demand = mm_dem[0]
+    capl = -1
+    for e in range(k_off[p], k_off[p + 1]):
+        link = k_links[e]
+        if l_cap[link] < demand:
+            demand = l_cap[link]
+            capl = link
+    mm_dem[0] = demand
+    mm_capl[0] = capl
+    mm_bn[0] = capl
+    mm_rate[0] = demand if demand > mm_floor[0] else mm_floor[0]
+    mm_state[0] = FROZEN
+
+
+@nb.njit(cache=True, inline="always")
+def max_min(  # noqa: C901, PLR0912, PLR0915  (one event loop: split, it would pass 25 arrays per call)
     nc: int,
     mm_path: IntArray,
     mm_floor: FloatArray,
@@ -260,6 +291,9 @@ def max_min(  # noqa: C901, PLR0912  (one event loop: split, it would pass 25 ar
 ) -> None:
     """Write into ``mm_rate[:nc]`` the max-min fair rates of flows ``j`` on paths ``mm_path[j]``, and into
     ``mm_bn[:nc]`` the link that froze each (its bottleneck; -1 for a flow at its demand or floor)."""
+    if nc == 1:
+        _solve_alone(mm_path, mm_floor, mm_dem, k_off, k_links, l_cap, mm_rate, mm_state, mm_bn, mm_capl)
+        return
     nt = _touch_links(
         nc,
         mm_path,
@@ -407,6 +441,16 @@ def max_min_rates(
     demands_bps: npt.ArrayLike | None = None,
 ) -> FloatArray:
     """Max-min fair rates of flows over ``paths`` (lists of link indices): the kernel, callable alone."""
+    return max_min_solve(paths, capacities_bps, floors_bps, demands_bps)[0]
+
+
+def max_min_solve(
+    paths: list[list[int]],
+    capacities_bps: npt.ArrayLike,
+    floors_bps: npt.ArrayLike | None = None,
+    demands_bps: npt.ArrayLike | None = None,
+) -> tuple[FloatArray, IntArray]:
+    """(rates, bottleneck link of each flow or -1) of :func:`max_min_rates`."""
     cap = np.asarray(capacities_bps, dtype=np.float64)
     n = len(paths)
     floors = np.zeros(n) if floors_bps is None else np.asarray(floors_bps, dtype=np.float64)
@@ -450,4 +494,4 @@ def max_min_rates(
         ws.lk_size,
         0,
     )
-    return ws.mm_rate[:n].copy()
+    return ws.mm_rate[:n].copy(), ws.mm_bn[:n].copy()
