@@ -25,6 +25,7 @@ All state lives in arrays owned by :class:`netscaffold.backends.sim.state.SimSta
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numba as nb
@@ -33,6 +34,7 @@ import numpy.typing as npt
 
 from netscaffold.backends.sim import heap
 from netscaffold.backends.sim.intrinsics import borrowed, prefetch
+from netscaffold.backends.sim.jitcache import drop_if_sources_changed
 from netscaffold.backends.sim.maxmin import max_min
 
 IA = npt.NDArray[np.int64]
@@ -154,6 +156,17 @@ def _close_groups(
 
 # Relative slack for comparing rates computed by different solves (rounding, never a modelling choice).
 _EPS = 1e-12
+MAX_STRIDE = 1024  # the longest path the emulator takes, in hops
+
+
+# log2 of the hop stride, which is a power of two (state.py): a slot's list nodes are s * hops_h + hop,
+# and the node -> slot step of every list walk is then a shift rather than a 64-bit division
+LOG2_STRIDE = np.array([max(0, (h - 1).bit_length()) for h in range(MAX_STRIDE + 1)], dtype=np.int64)
+
+
+@nb.njit(cache=True, inline="always")
+def _slot_of(node: int, hops_h: int) -> int:
+    return int(node >> LOG2_STRIDE[hops_h])
 
 
 @nb.njit(cache=True, inline="always")
@@ -163,7 +176,7 @@ def _take_bottlenecked(
     """Add the flows whose bottleneck is ``link`` and that are not in the component yet; returns the size."""
     node = l_head[link]
     while node >= 0:
-        other = node // hops_h
+        other = _slot_of(node, hops_h)
         if s_bn[other] == link and w_smark[other] != sepoch:
             w_smark[other] = sepoch
             w_comp[n] = other
@@ -257,7 +270,7 @@ def _residual(
                 outside = 0.0
                 node = l_head[link]
                 while node >= 0:
-                    other = node // hops_h
+                    other = _slot_of(node, hops_h)
                     if w_smark[other] != sepoch:
                         outside += s_rate[other]
                     node = e_next[node]
@@ -317,7 +330,7 @@ def _outsiders_to_yield(
             continue
         node = l_head[link]
         while node >= 0:
-            other = node // hops_h
+            other = _slot_of(node, hops_h)
             rate = s_rate[other]
             if (
                 w_smark[other] != sepoch
@@ -1043,15 +1056,14 @@ def _arrive(i: int, t_arr: float, cnt: IA, clk: FA, ar: Packed) -> int:
 @nb.njit(cache=True, inline="always")
 def _prefetch_arrivals(i: int, n_flows: int, pf: Packed) -> None:
     """Prefetch, in stages, what the next arrivals will touch: the pair entries of flow ``i + 3``, the ECMP
-    path id of ``i + 2`` (its pair's offsets are cached by now), the path's offsets of ``i + 1`` and the
-    links of ``i``. Each stage reads only what an earlier one prefetched, so none of them stalls."""
+    path id of ``i + 2`` (its pair's offsets are cached by now) and the path's offsets of ``i + 1``. Each
+    stage reads only what an earlier arrival prefetched, so none of them waits for memory."""
     (
         f_pair,
         f_u2,
         p_ecmp_off,
         p_ecmp_path,
         k_off,
-        k_links,
         k_fw,
         p_cand_off,
         p_grp_off,
@@ -1060,35 +1072,27 @@ def _prefetch_arrivals(i: int, n_flows: int, pf: Packed) -> None:
         r_idle_s,
         pair_acc,
     ) = pf
-    for ahead in range(4):
-        j = i + ahead
-        if j >= n_flows:
-            return
-        pair = f_pair[j]
-        if ahead == 3:
-            prefetch(p_ecmp_off, pair)
-            prefetch(p_cand_off, pair)
-            prefetch(p_grp_off, pair)
-            prefetch(r_ready_s, pair)
-            prefetch(r_active, pair)
-            prefetch(r_idle_s, pair)
-            prefetch(pair_acc, pair)
-            continue
-        e0 = p_ecmp_off[pair]
-        n = p_ecmp_off[pair + 1] - e0
-        if n <= 0:
-            continue
-        e = e0 + min(int(f_u2[j] * n), n - 1)
-        if ahead == 2:
-            prefetch(p_ecmp_path, e)
-            continue
-        path = p_ecmp_path[e]
-        if ahead == 1:
-            prefetch(k_off, path)
-            prefetch(k_fw, path)
-            continue
-        prefetch(k_links, k_off[path])
-        prefetch(k_links, k_off[path + 1] - 1)
+    if i + 3 < n_flows:
+        pair = f_pair[i + 3]
+        prefetch(p_ecmp_off, pair)
+        prefetch(p_cand_off, pair)
+        prefetch(p_grp_off, pair)
+        prefetch(r_ready_s, pair)
+        prefetch(r_active, pair)
+        prefetch(r_idle_s, pair)
+        prefetch(pair_acc, pair)
+    for j in (i + 2, i + 1):
+        if j < n_flows:
+            pair = f_pair[j]
+            e0 = p_ecmp_off[pair]
+            n = p_ecmp_off[pair + 1] - e0
+            if n > 0:
+                e = e0 + min(int(f_u2[j] * n), n - 1)
+                if j == i + 2:
+                    prefetch(p_ecmp_path, e)
+                else:
+                    prefetch(k_off, p_ecmp_path[e])
+                    prefetch(k_fw, p_ecmp_path[e])
 
 
 @nb.njit(cache=True)
@@ -1286,7 +1290,6 @@ def run(
         p_ecmp_off,
         p_ecmp_path,
         k_off,
-        k_links,
         k_fw,
         p_cand_off,
         p_grp_off,
@@ -1355,7 +1358,9 @@ def run(
         else:
             _prefetch_arrivals(i, n_flows, pf)
             s = _arrive(i, t_arr, cnt, clk, ar)
-            if s >= 0:
+            if s < 0:  # it starts after its setup delay: its links are wanted then
+                prefetch(k_links, k_off[o_path[i]])
+            else:
                 _start(s, t_arr, cnt, hops_h, ss)
                 seeds = 1
         if seeds > 0:
@@ -1432,3 +1437,8 @@ def relink(
     for a in range(cnt[C_ACTIVE]):
         s = a_list[a]
         _link_insert(s, hops_h, s_path[s], k_off, k_links, e_next, e_prev, l_head)
+
+
+# numba tracks this file only; the loop also inlines these (jitcache.py)
+INLINED_SOURCES = ("kernel.py", "maxmin.py", "heap.py", "intrinsics.py")
+drop_if_sources_changed(run, [Path(__file__).resolve().with_name(name) for name in INLINED_SOURCES])

@@ -15,11 +15,14 @@ demand``. A flow crossing no link gets its demand (``inf`` for an elastic flow).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numba as nb
 import numpy as np
 import numpy.typing as npt
 
 from netscaffold.backends.sim import heap
+from netscaffold.backends.sim.jitcache import drop_if_sources_changed
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -495,3 +498,6 @@ def max_min_solve(
         0,
     )
     return ws.mm_rate[:n].copy(), ws.mm_bn[:n].copy()
+
+
+drop_if_sources_changed(max_min, [Path(__file__).resolve(), Path(__file__).resolve().with_name("heap.py")])

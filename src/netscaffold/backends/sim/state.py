@@ -17,6 +17,7 @@ from netscaffold.backends.sim.costs import SetupCostProfile
 from netscaffold.backends.sim.maxmin import Workspace
 from netscaffold.backends.sim.readiness import Readiness
 from netscaffold.backends.sim.routing import PathTable, flow_uniforms
+from netscaffold.errors import ConfigError
 from netscaffold.model.flows import FlowTable
 
 IntArray = npt.NDArray[np.int64]
@@ -266,8 +267,12 @@ class SimState:
         """Refresh the packed path arrays after new paths were interned (a longer one re-strides)."""
         self.k_off, self.k_links, self.k_fw = self.paths.packed()
         hops = max(1, self.paths.max_hops())
+        if hops > kernel.MAX_STRIDE:
+            raise ConfigError(
+                f"a path of {hops} hops: the emulator takes at most {kernel.MAX_STRIDE}", field="paths"
+            )
         if hops > self.hops_h:
-            self.hops_h = hops
+            self.hops_h = 1 << (hops - 1).bit_length()  # a power of two (kernel.LOG2_STRIDE)
             self._size_links_and_workspace()
 
     # -- running ---------------------------------------------------------------------------------
