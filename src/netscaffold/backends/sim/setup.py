@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import numpy.typing as npt
 
@@ -61,11 +65,31 @@ def qos_masks(flows: FlowTable, endpoints: list[Endpoint], policy: QosPolicy) ->
     return out.astype(np.int64)
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic collector off while a large table of tuples and lists is built: none of it forms
+    cycles, yet each collection would traverse all of it (a fat-tree k=8 with every host pair: 236k
+    interned paths, 2.4 s to build with the collector on, 1.3-1.7 s with it off)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def ecmp_candidates(
     topology: Topology, pairs: list[EndpointPair], paths: PathTable, max_ecmp: int = 16
 ) -> tuple[IntArray, IntArray]:
     """CSR (offsets, path ids) of every pair's least-cost paths between its endpoints' nodes."""
-    table = EcmpTable(topology, max_ecmp)
+    with gc_paused():
+        return _ecmp_candidates(EcmpTable(topology, max_ecmp), pairs, paths)
+
+
+def _ecmp_candidates(
+    table: EcmpTable, pairs: list[EndpointPair], paths: PathTable
+) -> tuple[IntArray, IntArray]:
     by_nodes: dict[tuple[str, str], list[int]] = {}
     offsets = [0]
     flat: list[int] = []
