@@ -323,6 +323,8 @@ def _outsiders_to_yield(
         if w_out[link] <= 0.0:
             continue
         if after_solve:
+            if w_new[link] == np.inf:
+                continue  # no member's bottleneck: nobody here has to give way
             bar = w_new[link] * (1.0 + _EPS)
         elif w_new[link] > w_cap[link] * (1.0 + _EPS):
             bar = 0.0
