@@ -4,10 +4,14 @@ figures behind docs/forecasting.md (Abilene over seeds, the telemetry-features a
     .venv/bin/python benchmarks/bench_forecast.py [--json]                 # speed only (synthetic series)
     .venv/bin/python benchmarks/bench_forecast.py --abilene ../shared/data/abilene/abilene_tm_5min.npz \
         --seeds 0,1,2,3,4 [--jobs 3] [--json]                               # quality over seeds
+    .venv/bin/python benchmarks/bench_forecast.py --compare-paths TM_FILE [--json]  # packed vs nn.LSTM
     .venv/bin/python benchmarks/bench_forecast.py --ablation DIR [--json]   # microservices telemetry dir
         [--train-fraction 0.5] [--lstm-options '{"activity_weight": 1.0}']
 
-Speed prints ``{"infer_ms_10k_pairs": .., "train_windows_per_s": .., "window": .., "baselines": {..}}``.
+Speed prints ``{"infer_ms_10k_pairs": .., "train_windows_per_s": .., "window": .., "baselines": {..}}``,
+with the packed LSTM path that ``predict_at`` runs beside the straightforward ``nn.LSTM`` one measured in
+the same process (``infer_ms_10k_pairs_nn_lstm``), by thread count, and split into feature preparation,
+LSTM and head. ``--speed-only`` skips the baselines (a shorter run on the shared machine).
 The machine is shared (2 cores): the load average is printed with every result.
 """
 
@@ -58,19 +62,74 @@ def cpu_of(fn: Any, repeats: int) -> float:
     return best_of(fn, repeats, time.process_time)
 
 
-def speed(epochs: int) -> dict[str, Any]:
+def infer_split(lstm: LstmForecaster, series: PairSeries, threads: int) -> dict[str, float]:
+    """Best wall ms of the pieces of one packed ``predict_at`` at the series' end (one origin, every
+    pair): feature preparation (numpy, plus torch's log1p), the LSTM, the head with the back-transform,
+    and the whole call; and the straightforward ``nn.LSTM`` forward on the same inputs."""
+    import torch
+
+    from netscaffold.predict import lstm as lstm_module
+    from netscaffold.predict.lstm_net import PackedLstm
+
+    end = np.array([series.steps])
+    part = series.slice(series.steps - lstm.min_context, series.steps)
+    local = np.array([lstm.min_context])
+    pair_idx = np.arange(series.n_pairs)
+
+    def features() -> Any:
+        scaled = lstm_module._standardise_torch(lstm.scaler, part.values)
+        return lstm.spec.build_all_pairs_time_major(part, scaled, lstm.scaler, local)
+
+    sequence, static, last = (torch.from_numpy(a) for a in features())
+    batch_major = sequence.transpose(0, 1).contiguous()
+    net, runner = lstm._require_net(), PackedLstm(lstm._require_net().lstm)
+    with lstm_module.torch_determinism(0, 1), torch.inference_mode():
+        hidden = runner.run(sequence, chunk=lstm_module.INFER_PAIR_CHUNK, threads=threads)
+
+        def head() -> None:
+            deltas, _ = lstm_module._decode_in_chunks(net, hidden, static)
+            lstm.back_transform(last, deltas, pair_idx)
+
+        whole = best_of(lambda: lstm.predict_at(series, end, HORIZON), 7)
+        prep = best_of(features, 7)
+        packed = best_of(lambda: runner.run(sequence, chunk=lstm_module.INFER_PAIR_CHUNK, threads=threads), 7)
+        head_s = best_of(head, 7)
+        nn_lstm = best_of(lambda: net.lstm(batch_major), 5)
+    return {
+        "features_ms": round(prep * 1e3, 2),
+        "packed_lstm_ms": round(packed * 1e3, 2),
+        "head_ms": round(head_s * 1e3, 2),
+        "predict_at_ms": round(whole * 1e3, 2),
+        "nn_lstm_forward_ms": round(nn_lstm * 1e3, 2),
+    }
+
+
+def reference_infer_s(lstm: LstmForecaster, series: PairSeries, threads: int) -> float:
+    """The straightforward path (``nn.LSTM``, oneDNN, whole batch) that ``predict_at`` ran before."""
+    from netscaffold.predict.lstm import torch_determinism
+
+    end = np.array([series.steps])
+    with torch_determinism(0, threads):
+        return best_of(lambda: lstm._infer(series, end, HORIZON, packed=False), 5)
+
+
+def speed(epochs: int, lstm_only: bool = False) -> dict[str, Any]:
+    from netscaffold.predict import lstm as lstm_module
+
     series = synthetic(PAIRS, 120)  # short: the validation pass covers every pair
     lstm = make_forecaster("lstm", horizon=HORIZON, epochs=epochs, windows_per_epoch=32_768, device="cpu")
     assert isinstance(lstm, LstmForecaster)
     lstm.fit(series)
     end = np.array([series.steps])
+    default_threads = int(lstm.hyper["threads"])
+    reference_s = reference_infer_s(lstm, series, default_threads)
     infer_s = best_of(lambda: lstm.predict_at(series, end, HORIZON), 7)
     infer_cpu_s = cpu_of(lambda: lstm.predict_at(series, end, HORIZON), 7)
-    default_threads = int(lstm.hyper["threads"])
-    by_threads = {}
+    by_threads, split = {}, {}
     for threads in (1, 2):  # inference only; the trained weights are the same
         lstm.hyper["threads"] = threads
         by_threads[str(threads)] = round(best_of(lambda: lstm.predict_at(series, end, HORIZON), 7) * 1e3, 2)
+        split[str(threads)] = infer_split(lstm, series, threads)
     log = lstm.history_log
     windows_per_s = sum(r["windows"] for r in log) / sum(r["train_s"] for r in log)
     out: dict[str, Any] = {
@@ -78,6 +137,10 @@ def speed(epochs: int) -> dict[str, Any]:
         "infer_us_per_series_step": round(infer_s * 1e6 / (PAIRS * HORIZON), 3),
         "infer_cpu_ms_10k_pairs": round(infer_cpu_s * 1e3, 2),
         "infer_ms_10k_pairs_by_threads": by_threads,
+        "infer_ms_10k_pairs_nn_lstm": round(reference_s * 1e3, 2),
+        "infer_speedup_vs_nn_lstm": round(reference_s / infer_s, 2),
+        "infer_split_ms_by_threads": split,
+        "infer_pair_chunk": lstm_module.INFER_PAIR_CHUNK,
         "train_windows_per_s": round(windows_per_s),
         "window": lstm.min_context,
         "hidden": lstm.hyper["hidden"],
@@ -85,6 +148,8 @@ def speed(epochs: int) -> dict[str, Any]:
         "baselines": {},
     }
     lstm.hyper["threads"] = default_threads
+    if lstm_only:
+        return out
     series = synthetic(PAIRS, 700)  # seasonal naive needs one full day (288 steps) before validation
     end = np.array([series.steps])
     for name in BASELINE_NAMES:
@@ -154,6 +219,45 @@ def abilene(path: Path, seeds: list[int], epochs: int | None, jobs: int) -> dict
             "lstm_nmae_std": float(np.std([runs[s][h]["nmae"] for s in runs])),
         }  # fmt: skip
     return {"baselines": base["models"], "lstm_by_seed": runs, "summary": summary}
+
+
+def compare_paths(path: Path, seed: int) -> dict[str, Any]:
+    """The LSTM fitted once on the first segment of a matrix file (as ``forecast evaluate`` does), then
+    scored over the test origins with the packed CPU path (``predict_at``) and with ``nn.LSTM``
+    (``_infer(packed=False)``): both metric sets, the largest differences, and both predict times."""
+    from netscaffold.formats.traffic import load_traffic
+    from netscaffold.predict.base import Forecast
+    from netscaffold.predict.calibration import targets
+    from netscaffold.predict.evaluate import score, score_fitted, train_split
+
+    series = PairSeries.from_tm(load_traffic(path)).first_segment()
+    split = train_split(series, 0.7)
+    start = time.perf_counter()
+    model = make_forecaster("lstm", seed=seed, horizon=6, device="cpu").fit(series.slice(0, split))
+    assert isinstance(model, LstmForecaster)
+    train_s = time.perf_counter() - start
+    origins = series.origins(model.min_context, 6, start=split)
+    packed = score_fitted(series, {"lstm": model}, {"lstm": train_s}, split=split, horizons=[1, 6])
+    fast = model.predict_at(series, origins, 6)
+    start = time.perf_counter()
+    slow_q, slow_a = model._infer(series, origins, 6, packed=False)
+    straight_s = time.perf_counter() - start
+    slow = Forecast(origins=origins, levels=model.levels, quantiles=slow_q, activity=slow_a)
+    actual = targets(series, origins, 6)
+    return {
+        "packed": packed["models"]["lstm"],
+        "nn_lstm": {str(h): score(slow, actual, h) for h in (1, 6)},
+        "predict_s": {"packed": packed["predict_s"]["lstm"], "nn_lstm": straight_s},
+        "max_abs_quantile_diff": float(np.abs(fast.quantiles - slow_q).max()),
+        "max_rel_quantile_diff_above_1": float(
+            (np.abs(fast.quantiles - slow_q) / np.maximum(slow_q, 1.0)).max()
+        ),
+        "max_abs_activity_diff": float(np.abs(fast.activity - slow_a).max()),
+        "test_origins": int(origins.size),
+        "pairs": series.n_pairs,
+        "unit": series.unit,
+        "train_s": train_s,
+    }
 
 
 def active_pairs(series: PairSeries) -> PairSeries:
@@ -241,17 +345,22 @@ def ablation(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--speed-only", action="store_true", help="the LSTM speed figures, no baselines")
     parser.add_argument("--abilene", type=Path)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--jobs", type=int, default=1, help="--abilene: seeds trained at once (processes)")
     parser.add_argument("--ablation", type=Path)
+    parser.add_argument("--compare-paths", type=Path, help="a TM file: packed vs nn.LSTM forecasts, scored")
     parser.add_argument(
         "--train-fraction", type=float, default=0.5, help="--ablation: chronological fit share"
     )
     parser.add_argument("--lstm-options", help="--ablation: extra LSTM options as JSON, same for both arms")
     args = parser.parse_args()
-    if args.abilene:
+    load_at_start = round(os.getloadavg()[0], 2)
+    if args.compare_paths:
+        result = compare_paths(args.compare_paths, int(args.seeds.split(",")[0]))
+    elif args.abilene:
         result = abilene(args.abilene, [int(s) for s in args.seeds.split(",")], args.epochs, args.jobs)
     elif args.ablation:
         extra = json.loads(args.lstm_options) if args.lstm_options else {}
@@ -259,7 +368,8 @@ def main() -> None:
             args.ablation, int(args.seeds.split(",")[0]), args.epochs, args.train_fraction, extra
         )
     else:
-        result = speed(args.epochs or 2)
+        result = speed(args.epochs or 2, lstm_only=args.speed_only)
+    result["load_average_1min_at_start"] = load_at_start
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, indent=None if args.json else 2))
 

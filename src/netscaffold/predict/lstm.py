@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netscaffold.errors import CheckpointError, ConfigError, TrafficError, ValidationError
-from netscaffold.predict.base import Forecast, Forecaster, monotone
+from netscaffold.predict.base import Forecast, Forecaster
 from netscaffold.predict.lstm_features import FeatureSpec, Scaler
 from netscaffold.predict.series import DAY_S, PairSeries
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 INFER_CHUNK = 32_768
+INFER_PAIR_CHUNK = 1024
+"""Sequences per packed LSTM pass: gates ``[1024, 4 x 32]`` float32 (512 KiB) stay near L2."""
 IDLE_SHARE_FOR_FLAGS = 0.1
 
 
@@ -262,21 +264,37 @@ class LstmForecaster(Forecaster):
                 f"the model was trained with features {list(self.features)}, the input has {list(given)}",
                 field="features",
             )
-        with torch_determinism(self.seed, self.hyper["threads"]):
-            quantiles, activity = self._infer(series, origins, horizon)
+        on_cpu = next(self._require_net().parameters()).device.type == "cpu"
+        # on CPU the packed path's worker threads run torch on one thread each, and so does this one
+        # (an OpenMP team beside them would spin for cores that they hold)
+        with torch_determinism(self.seed, 1 if on_cpu else self.hyper["threads"]):
+            quantiles, activity = self._infer(series, origins, horizon, packed=True)
         return Forecast(origins=origins, levels=self.levels, quantiles=quantiles, activity=activity)
 
-    def _infer(self, series: PairSeries, origins: IntArray, horizon: int) -> tuple[FloatArray, FloatArray]:
+    def _infer(
+        self, series: PairSeries, origins: IntArray, horizon: int, *, packed: bool = False
+    ) -> tuple[FloatArray, FloatArray]:
         """Quantiles ``[O, H, P, Q]`` and activity ``[O, H, P]``: every pair of a chunk of origins in one
-        forward pass. Only the steps the windows read are scaled (not the whole history)."""
+        forward pass. Only the steps the windows read are scaled (not the whole history).
+
+        ``packed`` (what :meth:`predict_at` uses on CPU) runs the LSTM through
+        :class:`~netscaffold.predict.lstm_net.PackedLstm`, ``INFER_PAIR_CHUNK`` sequences at a time on
+        ``threads`` worker threads: the same forecasts up to float rounding (tested), 2.4-3x faster here.
+        Training's validation keeps ``nn.LSTM`` (``packed=False``), so trained weights do not change."""
         import torch
+
+        from netscaffold.predict.lstm_net import PackedLstm
 
         net = self._require_net()
         device = next(net.parameters()).device
+        runner = PackedLstm(net.lstm) if packed and device.type == "cpu" else None
         first = int(origins.min()) - self.min_context if origins.size else 0
         part = series.slice(first, int(origins.max()) if origins.size else 0)
         local = origins - first
-        scaled = self.scaler.standardise(part.values)
+        if runner is None:
+            scaled = self.scaler.standardise(part.values)
+        else:
+            scaled = _standardise_torch(self.scaler, part.values)
         n_pairs = series.n_pairs
         per_chunk = max(1, INFER_CHUNK // max(n_pairs, 1))
         quantiles = np.empty((origins.size, horizon, n_pairs, len(self.levels)))
@@ -285,15 +303,26 @@ class LstmForecaster(Forecaster):
         with torch.inference_mode():
             for lo in range(0, origins.size, per_chunk):
                 chunk = local[lo : lo + per_chunk]
-                inputs, static, last = self.spec.build_all_pairs(part, scaled, self.scaler, chunk)
-                deltas, logits = net(torch.from_numpy(inputs).to(device), torch.from_numpy(static).to(device))
+                if runner is None:
+                    inputs, static, last = self.spec.build_all_pairs(part, scaled, self.scaler, chunk)
+                    deltas, logits = net(
+                        torch.from_numpy(inputs).to(device), torch.from_numpy(static).to(device)
+                    )
+                else:
+                    inputs, static, last = self.spec.build_all_pairs_time_major(
+                        part, scaled, self.scaler, chunk
+                    )
+                    hidden = runner.run(
+                        torch.from_numpy(inputs), chunk=INFER_PAIR_CHUNK, threads=int(self.hyper["threads"])
+                    )
+                    deltas, logits = _decode_in_chunks(net, hidden, torch.from_numpy(static))
                 pair_idx = np.tile(np.arange(n_pairs, dtype=np.int64), chunk.size)
                 z = self.back_transform(torch.from_numpy(last).to(device), deltas, pair_idx)[:, :horizon]
                 prob = torch.sigmoid(logits[:, :horizon])
                 shape = (chunk.size, n_pairs, horizon)
                 quantiles[lo : lo + chunk.size] = z.cpu().numpy().reshape(*shape, -1).transpose(0, 2, 1, 3)
                 activity[lo : lo + chunk.size] = prob.cpu().numpy().reshape(shape).transpose(0, 2, 1)
-        return monotone(quantiles), activity
+        return _monotone_in_place(quantiles), activity
 
     def back_transform(self, last: torch.Tensor, deltas: torch.Tensor, pair_idx: IntArray) -> torch.Tensor:
         """Values in the series unit from standardised deltas ``[B, H, Q]`` added to ``last[B]``."""
@@ -350,3 +379,38 @@ class LstmForecaster(Forecaster):
 
 def _clone_state(net: QuantileLstm) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _decode_in_chunks(
+    net: QuantileLstm, hidden: torch.Tensor, static: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``net.decode`` ``INFER_PAIR_CHUNK`` rows at a time: small temporaries that the allocator reuses
+    (whole-batch ones are fresh pages each call, ~1 ms per operation at 10,000 rows)."""
+    import torch
+
+    parts = [
+        net.decode(hidden[lo : lo + INFER_PAIR_CHUNK], static[lo : lo + INFER_PAIR_CHUNK], contiguous=True)
+        for lo in range(0, hidden.shape[0], INFER_PAIR_CHUNK)
+    ]
+    return torch.cat([d for d, _ in parts]), torch.cat([g for _, g in parts])
+
+
+def _standardise_torch(scaler: Scaler, values: FloatArray) -> npt.NDArray[np.float32]:
+    """:meth:`Scaler.standardise` with torch's vectorised ``log1p`` (numpy's is a scalar loop, ~3x slower);
+    the same up to the last bit of the float64 logarithm."""
+    import torch
+
+    logged = torch.log1p(torch.from_numpy(np.asarray(values, dtype=np.float64))).numpy()
+    logged -= scaler.mu
+    logged /= scaler.sd
+    return logged.astype(np.float32)
+
+
+def _monotone_in_place(quantiles: FloatArray) -> FloatArray:
+    """:func:`~netscaffold.predict.base.monotone` (non-negative, non-crossing along the last axis) with the
+    same values, in place and one level at a time: ``np.maximum.accumulate`` over a last axis of 3 takes
+    ~9 ms on the benchmark's 300,000 values, this ~0.5 ms."""
+    np.maximum(quantiles, 0.0, out=quantiles)
+    for level in range(1, quantiles.shape[-1]):
+        np.maximum(quantiles[..., level], quantiles[..., level - 1], out=quantiles[..., level])
+    return quantiles

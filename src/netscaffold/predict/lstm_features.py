@@ -44,7 +44,11 @@ class Scaler:
         )
 
     def standardise(self, values: FloatArray) -> F32Array:
-        return ((np.log1p(values) - self.mu) / self.sd).astype(np.float32)
+        # in place from here: the same float64 operations as before, fewer temporaries
+        logged = np.log1p(np.asarray(values, dtype=np.float64))
+        logged -= self.mu
+        logged /= self.sd
+        return logged.astype(np.float32)
 
     def idle_level(self) -> FloatArray:
         """Per pair, the standardised value of 0 bit/s (a step above it carried traffic)."""
@@ -140,6 +144,38 @@ class FeatureSpec:
         if series.exog is not None:
             parts.append(series.exog[steps].transpose(0, 2, 1, 3))  # [O, P, W, F]
         sequence = np.concatenate(parts, axis=-1, dtype=np.float32).reshape(n_orig * n_pairs, self.window, -1)
+        return sequence, self._static_all_pairs(scaled, scaler, origins), last.reshape(-1).astype(np.float32)
+
+    def build_all_pairs_time_major(
+        self, series: PairSeries, scaled: F32Array, scaler: Scaler, origins: IntArray
+    ) -> tuple[F32Array, F32Array, F32Array]:
+        """:meth:`build_all_pairs` with the sequence time-major (``[W, O x P, F]``, what
+        :class:`~netscaffold.predict.lstm_net.PackedLstm` reads), written column by column into one
+        array (the same values, float32, without the per-feature temporaries)."""
+        n_orig, n_pairs = origins.size, series.n_pairs
+        steps = origins[None, :] + np.arange(-self.window, 0)[:, None]  # [W, O]
+        level = scaled[steps]  # [W, O, P]
+        last = level[-1]
+        sequence = np.empty((self.window, n_orig, n_pairs, len(self.sequence_names())), np.float32)
+        np.subtract(level, last, out=sequence[..., 0])
+        column = 1
+        if self.activity_flag:
+            np.greater(level, scaler.idle_level() + IDLE_MARGIN, out=sequence[..., 1], casting="unsafe")
+            column = 2
+        angle = 2.0 * np.pi * series.time_of_day[steps]  # [W, O]
+        sequence[..., column] = np.sin(angle)[..., None]
+        sequence[..., column + 1] = np.cos(angle)[..., None]
+        if series.exog is not None:
+            sequence[..., column + 2 :] = series.exog[steps]  # [W, O, P, F]
+        return (
+            sequence.reshape(self.window, n_orig * n_pairs, -1),
+            self._static_all_pairs(scaled, scaler, origins),
+            last.reshape(-1).astype(np.float32),
+        )
+
+    def _static_all_pairs(self, scaled: F32Array, scaler: Scaler, origins: IntArray) -> F32Array:
+        """The static inputs ``[O x P, S]`` of every pair at each origin, origin-major."""
+        n_orig, n_pairs = origins.size, scaled.shape[1]
         static: list[F32Array] = []
         if self.pair_stats:
             static.append(np.tile(scaler.pair_stats(self.activity_flag), (n_orig, 1)))
@@ -149,7 +185,7 @@ class FeatureSpec:
             change = (ahead - scaled[base - 1][:, None, :]).transpose(0, 2, 1)
             static.append(change.reshape(n_orig * n_pairs, self.horizon))
         joined = np.concatenate(static, axis=-1) if static else np.zeros((n_orig * n_pairs, 0), np.float32)
-        return sequence, joined.astype(np.float32), last.reshape(-1).astype(np.float32)
+        return joined.astype(np.float32)
 
 
 def sample_grid(origins: IntArray, n_pairs: int) -> tuple[IntArray, IntArray]:
