@@ -145,9 +145,9 @@ def inference(pairs: int, horizon: int = 5, steps: int = 48) -> dict[str, Any]:
         started = time.perf_counter()  # the call ships the series to each shard: part of the cost
         spread = sharded.predict(series, horizon)
         ray_s = time.perf_counter() - started
-    if not (
-        np.array_equal(single.quantiles, spread.quantiles)
-        and np.array_equal(single.activity, spread.activity)
+    if not (  # to float32 rounding: the LSTM's BLAS may round a last bit differently in a worker
+        np.allclose(single.quantiles, spread.quantiles, rtol=1e-5, atol=1e-6)
+        and np.allclose(single.activity, spread.activity, rtol=1e-5, atol=1e-6)
     ):
         raise SystemExit("the sharded forecast differs from the single-process one")
     return {

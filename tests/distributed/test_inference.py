@@ -1,5 +1,5 @@
-"""Sharded inference in Ray actors gives the single-process forecast exactly, survives a killed shard, and
-refuses bad input with our own errors."""
+"""Sharded inference in Ray actors gives the single-process forecast (exactly for the baselines, to float32
+rounding for the LSTM), survives a killed shard, and refuses bad input with our own errors."""
 
 from __future__ import annotations
 
@@ -43,7 +43,13 @@ def fitted(name: str, series: PairSeries) -> Forecaster:
     return make_forecaster(name, horizon=HORIZON, **kwargs).fit(series)
 
 
-def assert_same(a: Any, b: Any) -> None:
+def assert_same(a: Any, b: Any, *, rounding: bool = False) -> None:
+    """Equal forecasts; ``rounding``: to float32 rounding. The LSTM's packed CPU path multiplies matrices
+    through torch's BLAS, which may round a last bit differently in another process (a Ray worker)."""
+    if rounding:
+        np.testing.assert_allclose(a.quantiles, b.quantiles, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.activity, b.activity, rtol=1e-5, atol=1e-6)
+        return
     np.testing.assert_array_equal(a.quantiles, b.quantiles)
     np.testing.assert_array_equal(a.activity, b.activity)
 
@@ -78,7 +84,7 @@ def test_sharded_lstm_and_baseline_equal_single_process(ray_local: object) -> No
     for name in ("lstm", "ewma"):
         model = fitted(name, series)
         sharded = sharded_predict(model, series, HORIZON, shards=2, origins=origins)
-        assert_same(sharded, model.predict_at(series, origins, HORIZON))
+        assert_same(sharded, model.predict_at(series, origins, HORIZON), rounding=name == "lstm")
     end = sharded_predict(model, series, HORIZON, shards=3, cpus_per_shard=0.5)
     assert_same(end, model.predict(series, HORIZON))
 
@@ -91,9 +97,9 @@ def test_a_killed_shard_restarts_and_the_forecast_is_complete(ray_local: object)
     model = fitted("lstm", series)
     expected = model.predict(series, HORIZON)
     with ShardedForecaster.start(model, shards=2) as sharded:
-        assert_same(sharded.predict(series, HORIZON), expected)
+        assert_same(sharded.predict(series, HORIZON), expected, rounding=True)
         ray.kill(sharded.workers[0], no_restart=False)
-        assert_same(sharded.predict(series, HORIZON), expected)
+        assert_same(sharded.predict(series, HORIZON), expected, rounding=True)
 
 
 @pytest.mark.ray
