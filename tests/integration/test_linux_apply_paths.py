@@ -15,8 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from netscaffold.backends.gc_pause import gc_paused
 from netscaffold.backends.linux import netlink, tools
-from netscaffold.backends.linux.backend import LinuxBackend, gc_paused
+from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.converge import plan_steps, written_scopes
 from netscaffold.backends.linux.netlink import (
     _TCMSG,

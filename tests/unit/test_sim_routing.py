@@ -85,29 +85,3 @@ def test_timed_flows_last_their_duration_at_their_rate() -> None:
     start = result.setup_delay_s[0]
     assert result.completion_s[0] == pytest.approx(start + 4.0)
     assert result.sent_bytes.sum() == pytest.approx(2e8 * 4.0 / 8)
-
-
-def test_the_collector_pause_restores_the_collector_even_on_error() -> None:
-    import gc
-
-    from netscaffold.backends.sim.setup import gc_paused
-
-    seen: list[bool] = []
-
-    def fail_inside() -> None:
-        with gc_paused():
-            seen.append(gc.isenabled())
-            raise RuntimeError("boom")
-
-    assert gc.isenabled()
-    with pytest.raises(RuntimeError):
-        fail_inside()
-    assert seen == [False]
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with gc_paused():
-            pass
-        assert not gc.isenabled()  # a caller's own pause is kept
-    finally:
-        gc.enable()

@@ -13,14 +13,13 @@ transaction and one bulk of netlink messages (routes and rules) per touched node
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
+from netscaffold.backends.gc_pause import gc_paused
 from netscaffold.backends.linux import lab as lab_ops
 from netscaffold.backends.linux.conntrack import ConntrackMonitor
 from netscaffold.backends.linux.converge import (
@@ -339,19 +338,6 @@ class LinuxBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection for the duration: an apply allocates tens of thousands of short-lived,
-    acyclic objects, and the full collections they trigger cost about a fifth of a large apply."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class PhaseTimer:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 import numpy.typing as npt
 
+from netscaffold.backends.gc_pause import gc_paused
 from netscaffold.backends.sim.routing import EcmpTable, PathTable
 from netscaffold.errors import TopologyError, TrafficError
 from netscaffold.model.flows import FlowTable
@@ -63,20 +60,6 @@ def qos_masks(flows: FlowTable, endpoints: list[Endpoint], policy: QosPolicy) ->
         dst = endpoints[int(flows.dst[row])]
         out[row] = mask(policy.lookup(src.app_name, dst.app_name))
     return out.astype(np.int64)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Python's cyclic collector off while a large table of tuples and lists is built: none of it forms
-    cycles, yet each collection would traverse all of it (a fat-tree k=8 with every host pair: 236k
-    interned paths, 2.4 s to build with the collector on, 1.3-1.7 s with it off)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def ecmp_candidates(

@@ -1,0 +1,24 @@
+"""``gc_paused``: Python's cyclic collector off while a backend builds many short-lived, acyclic objects."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection for the duration; the collector is left as it was found, also on error.
+
+    None of what the callers build forms cycles, yet every full collection would traverse all of it: a
+    Linux apply allocates tens of thousands of objects (the collections cost about a fifth of a large
+    apply), and the emulator's ECMP table on a fat-tree k=8 with every host pair interns 236k paths (2.4 s
+    to build with the collector on, 1.3-1.7 s with it off)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
