@@ -22,6 +22,17 @@ def test_shipped_default_loads() -> None:
     assert scenario_path("default") == SCENARIO_DIR / "default.yaml"
 
 
+def test_call_trace_replays_start_from_the_trace_scenario() -> None:
+    from netscaffold.cli.run import base_scenario
+
+    assert base_scenario(None, Path("calls.csv")) == "trace"
+    assert base_scenario(None, None) == "default"
+    assert base_scenario("small", Path("calls.csv")) == "small"
+    spec = load_scenario(scenario_path("trace"), {"workload": {"kind": "flow-trace", "flows": "calls.csv"}})
+    assert spec.workload.kind == "flow-trace"
+    assert spec.risk.min_probability == 0.001 < load_scenario(scenario_path("default")).risk.min_probability
+
+
 def test_unknown_key_names_key_and_line(tmp_path: Path) -> None:
     path = write(tmp_path, "name: x\nseed: 1\ntopology:\n  spines: 2\n  colour: red\n")
     with pytest.raises(ConfigError) as info:

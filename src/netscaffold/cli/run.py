@@ -55,11 +55,23 @@ def _overrides(
     return out
 
 
+def base_scenario(scenario: str | None, flows: Path | None) -> str:
+    """The scenario given, else ``trace`` for a call-trace replay (its risk floor suits recorded calls),
+    else ``default``."""
+    if scenario is not None:
+        return scenario
+    return "trace" if flows is not None else "default"
+
+
 def run(
     ctx: typer.Context,
     scenario: Annotated[
-        str, typer.Option(help="shipped scenario name or a YAML file; a comma list makes a sweep")
-    ] = "default",
+        str | None,
+        typer.Option(
+            help="shipped scenario name or a YAML file; a comma list makes a sweep "
+            "[default: default, or trace with --flows]"
+        ),
+    ] = None,
     tm: Annotated[
         Path | None, typer.Option(help="traffic-matrix file: run a tm-replay on --topology")
     ] = None,
@@ -87,6 +99,7 @@ def run(
     """Compare reactive, scaffolded and oracle strategies on one scenario (default: the embedded one)."""
     from netscaffold.scenarios.spec import load_scenario, scenario_path
 
+    scenario = base_scenario(scenario, flows)
     effective = settings_for(ctx, seed=seed, backend=backend)
     if ray_spec is not None:
         from netscaffold.distributed.connection import parse_ray_spec

@@ -148,6 +148,7 @@ def _train_loop(config: dict[str, Any]) -> None:
     where = _Rank(rank, world, str(device))
     best_nmae, best_state, records = _epochs(model, series, (train_origins, val_origins), ddp, where)
     net.load_state_dict(best_state)
+    model.tune_activity_mix(series, split, val_origins)  # as LstmForecaster._fit does after training
     model.history_log = records
     model.pairs, model.nodes, model.fingerprint = series.pairs, series.nodes, series.fingerprint()
     model.fitted = True

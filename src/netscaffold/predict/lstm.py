@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from netscaffold.errors import CheckpointError, ConfigError, TrafficError, ValidationError
 from netscaffold.predict.base import Forecast, Forecaster
+from netscaffold.predict.calibration import ActivityModel
 from netscaffold.predict.lstm_features import FeatureSpec, Scaler
 from netscaffold.predict.series import DAY_S, PairSeries
 
@@ -33,6 +34,8 @@ INFER_CHUNK = 32_768
 INFER_PAIR_CHUNK = 1024
 """Sequences per packed LSTM pass: gates ``[1024, 4 x 32]`` float32 (512 KiB) stay near L2."""
 IDLE_SHARE_FOR_FLAGS = 0.1
+ACTIVITY_MIX_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+"""Weights of the transition-count activity model tried against the network's on validation."""
 
 
 @contextlib.contextmanager
@@ -111,6 +114,9 @@ class LstmForecaster(Forecaster):
         self.history_log: list[dict[str, float]] = []
         self.train_windows = 0
         self._net: QuantileLstm | None = None
+        self.activity_counts = ActivityModel()
+        self.activity_mix = 0.0
+        """Weight of the transition counts in the activity forecast (tuned on validation by log loss)."""
 
     @property
     def min_context(self) -> int:
@@ -179,6 +185,25 @@ class LstmForecaster(Forecaster):
             self._train(
                 history, train_origins, val_origins, int(self.hyper["epochs"]), float(self.hyper["lr"])
             )
+        self.tune_activity_mix(history, split, val_origins)
+
+    def tune_activity_mix(self, history: PairSeries, split: int, val_origins: IntArray) -> None:
+        """Combine the network's activity forecast with the per-pair transition counts that the baselines
+        use (Laplace-smoothed, so never 0), with the weight that gives the lowest log loss on validation.
+
+        A network trained with cross-entropy on a few rare events (a pair waking after an hour of silence,
+        once in the training part) drives their probability to ~1e-6, where the counts say ~1e-3; log loss
+        is the score that notices (Brier barely does), and the scaffolder's ``min_probability`` reads
+        exactly that tail. Where the network is better calibrated, the weight stays 0 and nothing changes.
+        The counts are then refitted on the whole history, as the baselines' are."""
+        self.activity_counts.fit(history.slice(0, split), self.horizon)
+        with torch_determinism(self.seed, self.hyper["threads"]):
+            network = self._infer(history, val_origins, self.horizon)[1]
+        counted = self.activity_counts.predict(history, val_origins, self.horizon)
+        active = history.values[val_origins[:, None] + np.arange(self.horizon)[None, :]] > 0.0
+        losses = [_log_loss((1.0 - w) * network + w * counted, active) for w in ACTIVITY_MIX_GRID]
+        self.activity_mix = float(ACTIVITY_MIX_GRID[int(np.argmin(losses))])
+        self.activity_counts.fit(history, self.horizon)
 
     def _partial_fit(self, recent: PairSeries) -> None:
         origins = recent.origins(self.min_context, self.horizon)
@@ -188,6 +213,8 @@ class LstmForecaster(Forecaster):
             )
         with torch_determinism(self.seed + 1 + len(self.history_log), self.hyper["threads"]):
             self._train(recent, origins, None, 1, float(self.hyper["lr"]) * 0.2)
+        if self.activity_counts.counts.size:
+            self.activity_counts.update(recent)
 
     def _new_net(self) -> QuantileLstm:
         from netscaffold.predict.lstm_net import QuantileLstm
@@ -269,6 +296,9 @@ class LstmForecaster(Forecaster):
         # (an OpenMP team beside them would spin for cores that they hold)
         with torch_determinism(self.seed, 1 if on_cpu else self.hyper["threads"]):
             quantiles, activity = self._infer(series, origins, horizon, packed=True)
+        if self.activity_mix > 0.0:
+            counted = self.activity_counts.predict(series, origins, horizon)
+            activity = (1.0 - self.activity_mix) * activity + self.activity_mix * counted
         return Forecast(origins=origins, levels=self.levels, quantiles=quantiles, activity=activity)
 
     def _infer(
@@ -343,6 +373,7 @@ class LstmForecaster(Forecaster):
             "max_log": self.scaler.max_log,
             "train_windows": self.train_windows,
             "history": self.history_log,
+            "activity_mix": self.activity_mix,
         }
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
@@ -350,6 +381,8 @@ class LstmForecaster(Forecaster):
         scaler = {"scaler.mu": self.scaler.mu, "scaler.sd": self.scaler.sd}
         if self.scaler.active_share is not None:
             scaler["scaler.active_share"] = self.scaler.active_share
+        if self.activity_counts.counts.size:
+            scaler["activity_counts"] = self.activity_counts.counts
         return {**scaler, **state}
 
     def restore(self, config: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
@@ -371,10 +404,33 @@ class LstmForecaster(Forecaster):
             raise CheckpointError("scalers do not match the checkpoint's pairs", element="lstm")
         self.history_log = list(config.get("history", []))
         self.train_windows = int(config.get("train_windows", 0))
+        self._restore_activity_mix(config, arrays)
         net = self._new_net()
         state = {k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")}
         net.load_state_dict(state, strict=True)
         self._net = net.to(resolve_device(self.device_request))
+
+    def _restore_activity_mix(self, config: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
+        """The counts and their weight; checkpoints from before the mix have neither (weight 0)."""
+        mix = float(config.get("activity_mix", 0.0))
+        if not 0.0 <= mix <= 1.0:
+            raise CheckpointError(f"activity_mix must be within 0..1, got {mix}", element="lstm")
+        counts = arrays.get("activity_counts")
+        if mix > 0.0 and counts is None:
+            raise CheckpointError("activity_mix is set but the activity counts are missing", element="lstm")
+        if counts is not None:
+            if counts.ndim != 4 or counts.shape[1:] != (len(self.pairs), 2, 2) or counts.shape[0] < 1:
+                raise CheckpointError(
+                    f"activity counts of shape {counts.shape} do not match {len(self.pairs)} pairs",
+                    element="lstm",
+                )
+            self.activity_counts.counts = np.asarray(counts, dtype=np.float64)
+        self.activity_mix = mix
+
+
+def _log_loss(prob: FloatArray, active: npt.NDArray[np.bool_]) -> float:
+    p = np.clip(prob, 1e-12, 1.0 - 1e-12)
+    return float(-np.mean(np.where(active, np.log(p), np.log1p(-p))))
 
 
 def _clone_state(net: QuantileLstm) -> dict[str, torch.Tensor]:
