@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -83,9 +84,24 @@ def write_report(comparison: Comparison, out_dir: Path, inputs: list[Path] | Non
     doc = summary_document(comparison, inputs)
     (out_dir / "summary.json").write_text(to_json(doc) + "\n", encoding="utf-8")
     write_primed_config(comparison, out_dir)
+    write_lab_processes(comparison, out_dir)
     plots = write_plots(comparison, out_dir)
     (out_dir / "report.md").write_text(render_markdown(doc, plots), encoding="utf-8")
     return doc
+
+
+def write_lab_processes(comparison: Comparison, out_dir: Path) -> bool:
+    """lab_processes.csv (``backend: linux``): per strategy, tick and process in the lab's namespaces,
+    the cores it kept busy and its resident memory; nothing when no run sampled any."""
+    if not any(run.lab_processes for run in comparison.runs.values()):
+        return False
+    with (out_dir / "lab_processes.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["strategy", "time_s", "node", "pid", "name", "cpu", "memory"])
+        for name, run in comparison.runs.items():
+            for s in run.lab_processes:
+                writer.writerow([name, f"{s.time_s:.3f}", s.node, s.pid, s.name, f"{s.cpu:.4f}", s.memory])
+    return True
 
 
 def write_primed_config(comparison: Comparison, out_dir: Path) -> str | None:

@@ -38,6 +38,7 @@ from netscaffold.telemetry.workload import Workload
 
 if TYPE_CHECKING:
     from netscaffold.backends.linux.live import LiveLab
+    from netscaffold.backends.linux.processes import ProcessSample
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[str, float], None]
@@ -56,6 +57,8 @@ class StrategyRun:
     """``reactive`` only: per tick and pair, the bit/s carried (what forecasts are compared with)."""
     final_config: NetworkConfig = field(default_factory=NetworkConfig)
     """The backend's configuration when the run ended (what `netscaffold export --from RUN_DIR` reads)."""
+    lab_processes: list[ProcessSample] = field(default_factory=list)
+    """``backend: linux`` only: CPU and memory of the processes in the lab's namespaces, per tick."""
 
 
 @dataclass
@@ -160,6 +163,7 @@ class ScenarioRunner:
             if self.scenario.backend == "linux":
                 engine.backend.close()  # a lab per strategy: torn down, also on failure
         run = StrategyRun(name, tally, time.perf_counter() - started, final_config=final_config)
+        run.lab_processes = list(getattr(engine.backend, "process_samples", ()))
         if name == "reactive" and recorder.bps:
             run.observed_bps = np.vstack(recorder.bps)
         if isinstance(predictor, ForecastPredictor):

@@ -13,8 +13,17 @@ protocol by delegating to the lab and adds what the engine needs from a real net
   :data:`~netscaffold.backends.linux.traffic.LOST_AFTER_S`), ``scaffolded`` = the controller did not
   see that datagram (its path was in place, whoever put it there; an apply in progress holds the
   controller back, as one writer per lab);
+- ``drain_routing_info`` also reports the flows that **conntrack** announced on the lab's hosts (the
+  lab's ``watch_flows``) and that are not the traffic child's own (those are the probes above, measured
+  better): one :class:`FlowRequest` per new connection between endpoints that some other process in the
+  lab opened, ``scaffolded`` = the controller held none of the pair's packets around its start,
+  ``setup_delay_s`` = how long the controller held the packet when it did (measured: install, then
+  release). So applications run in the lab's namespaces are seen as a real deployment would see them;
+  ``kernel_flows`` counts the traffic child's connections that conntrack confirmed;
 - ``performance``: link loads and reservation use from the kernel's counters, and per-pair bytes as the
-  traffic child reports sending them (application-side counters).
+  traffic child reports sending them (application-side counters); each call also samples the CPU and
+  memory of every process running in the lab's namespaces (:mod:`.processes`) into
+  ``process_samples``, which the run writes as ``lab_processes.csv``.
 
 The controller installs what it installs as ``confirmed`` with an idle expiry, so that the scaffolder
 (which evicts provisional items it no longer wants) leaves paths in use alone; ``expire`` removes them.
@@ -38,8 +47,16 @@ import numpy as np
 
 from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.monitor import RouteMonitor
+from netscaffold.backends.linux.processes import LabProcesses, ProcessSample
 from netscaffold.backends.linux.reactive import ReactiveController
-from netscaffold.backends.linux.traffic import LOST_AFTER_S, Placement, spec_document, transfers
+from netscaffold.backends.linux.traffic import (
+    IPERF_PORT,
+    LOST_AFTER_S,
+    PROBE_PORT,
+    Placement,
+    spec_document,
+    transfers,
+)
 from netscaffold.backends.protocol import ApplyReport
 from netscaffold.backends.sim.costs import PROFILES, SetupCostProfile
 from netscaffold.errors import BackendError, PlanError
@@ -55,6 +72,8 @@ START_DELAY_S = 3.0
 """Time given to the traffic child to open its sockets before the run's clock starts."""
 MISS_WINDOW_S = 0.05
 """Slack when matching a probe with the controller's record of the packets it handled."""
+OWN_PORTS = frozenset({PROBE_PORT, IPERF_PORT})
+"""Destination ports of the traffic child's connections (probes and bulk transfers)."""
 
 
 class StartClock:
@@ -103,11 +122,17 @@ class LiveLab:
         self._requests: list[FlowRequest] = []
         self._pair_bytes: dict[tuple[str, str], float] = defaultdict(float)
         self.lost = 0
+        self.kernel_flows = 0
+        """Connections of the traffic child that conntrack announced (its probes and transfers)."""
         self.refused_applies: list[str] = []
         self.first_packet_s: list[tuple[bool, float]] = []
         """(scaffolded, measured first-packet latency) of every probe that arrived."""
+        self.processes = LabProcesses(self.lab.layout)
+        self.process_samples: list[ProcessSample] = []
+        """CPU and memory of the processes in the lab's namespaces, one sample per tick."""
         try:
             self.monitor = RouteMonitor(self.lab.layout)
+            self.lab.watch_flows()  # conntrack on every host, before the first packet
             self.controller = ReactiveController(self.lab, idle_s=idle_s, origin=Origin.CONFIRMED).start()
             plan = transfers(flows, tick_s=tick_s, idle_s=idle_s, cap_bytes=cap_bytes, until_s=duration_s)
             host = {ep.id: ep.host for ep in topology.endpoints.values()}
@@ -235,17 +260,49 @@ class LiveLab:
         return self.lab.expire(now)
 
     def drain_routing_info(self) -> list[RoutingInfo]:
-        self.lab.drain_routing_info()  # the monitor sees the same changes, and the controller's too
+        # the route monitor sees the lab's route updates, and the controller's too: keep only its flows
+        kernel = [r for r in self.lab.drain_routing_info() if isinstance(r, FlowRequest)]
         info: list[RoutingInfo] = []
         if self.monitor is not None:
             info += self.monitor.poll(self._clock.now())
+        foreign = self._foreign_flows(kernel)
         with self._lock:
             requests, self._requests = self._requests, []
+        requests += foreign
         requests.sort(key=lambda r: r.time_s)
         return [*info, *requests]
 
+    def _foreign_flows(self, kernel: list[FlowRequest]) -> list[FlowRequest]:
+        """Conntrack's new connections that the traffic child did not open, each with what the
+        controller measured for it (conntrack reports a flow when the run polls, so the controller's
+        record is looked up over the tick before)."""
+        out: list[FlowRequest] = []
+        for request in kernel:
+            if request.dst_port in OWN_PORTS:
+                self.kernel_flows += 1
+                continue
+            held = self._controller_held(request.src, request.dst, request.time_s)
+            out.append(replace(request, scaffolded=held is None, setup_delay_s=held or 0.0))
+        return out
+
+    def _controller_held(self, src: str, dst: str, polled_s: float) -> float | None:
+        """Seconds the controller held the pair's packet in the tick before ``polled_s``; None when it
+        held none (the path was in place)."""
+        controller = self.controller
+        if controller is None:
+            return None
+        addresses = (self.topology.endpoints[src].address, self.topology.endpoints[dst].address)
+        since = polled_s - self.tick_s - MISS_WINDOW_S
+        held = [
+            seconds
+            for (a, b, at), seconds in zip(controller.misses, controller.held_s, strict=False)
+            if (a, b) == addresses and since <= at <= polled_s + MISS_WINDOW_S
+        ]
+        return held[0] if held else None
+
     def performance(self) -> PerformanceSample:
         sample = self.lab.performance()
+        self.process_samples += self.processes.sample(sample.time_s)
         with self._lock:
             carried, self._pair_bytes = self._pair_bytes, defaultdict(float)
         keys = tuple(sorted(carried))

@@ -60,6 +60,8 @@ class ReactiveController:
     controller_s: list[float] = field(default_factory=list)
     misses: list[tuple[str, str, float]] = field(default_factory=list)
     """(source, destination, backend clock time) of every packet handed to the controller."""
+    held_s: list[float] = field(default_factory=list)
+    """Per entry of ``misses``: seconds the controller held that packet (install, then release)."""
     unknown: int = 0
     _queues: dict[str, QueueSocket] = field(default_factory=dict)
     _installed_at: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -182,7 +184,10 @@ class ReactiveController:
             except (BackendError, KeyError, ValueError, OSError):
                 self.unknown += 1
         queue.verdict(packet.packet_id, NF_ACCEPT)
-        self.controller_s.append(time.perf_counter() - started)
+        held = time.perf_counter() - started
+        self.controller_s.append(held)
+        if pair is not None:
+            self.held_s.append(held)
 
     def install_for(self, ip_header: bytes, at_node: str | None = None) -> list[ConfigItem]:
         """Install the path (both ways) for the IPv4 packet whose header is ``ip_header``; the path
