@@ -265,3 +265,36 @@ def test_checkpoint_with_a_bad_activity_mix_is_refused(fitted: LstmForecaster, t
         model.restore({**config, "activity_mix": 0.5}, without_counts)
     with pytest.raises(CheckpointError, match="do not match"):
         model.restore(config, {**arrays, "activity_counts": np.zeros((3, 2, 2, 2))})
+
+
+def test_anchor_smoothing_follows_how_bursty_the_training_part_is() -> None:
+    """Auto (-1): the last value where traffic moves smoothly, a smoothed level where it jumps tick to
+    tick around a level (as a tuned exponential smoothing would choose)."""
+    rng = np.random.default_rng(3)
+    steps, names = 400, ("a", "b", "c")
+    walk = np.exp(np.cumsum(rng.normal(0, 0.05, (steps, 3, 3)), axis=0)) * 50.0
+    bursty = 50.0 * rng.lognormal(0.0, 0.8, (steps, 3, 3))
+    picked = []
+    for tm in (walk, bursty):
+        tm[:, np.arange(3), np.arange(3)] = 0.0
+        series = PairSeries.from_tm(TrafficMatrixSeries(tm, names, 1.0, "Mbit/s"))
+        model = make_forecaster("lstm", horizon=3, **{**TINY, "anchor_alpha": -1.0})
+        assert isinstance(model, LstmForecaster)
+        model.prepare(series, 300)
+        picked.append(model.spec.anchor_alpha)
+    assert picked[0] == 1.0
+    assert picked[1] <= 0.5
+
+
+def test_anchor_alpha_bad_values_and_old_checkpoints(fitted: LstmForecaster) -> None:
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="anchor_alpha"):
+            make_forecaster("lstm", anchor_alpha=bad)
+    config, arrays = fitted.config(), fitted.arrays()
+    old = {**config, "hyper": {k: v for k, v in config["hyper"].items() if k != "anchor_alpha"}}
+    model = make_forecaster("lstm", horizon=3, **TINY)
+    assert isinstance(model, LstmForecaster)
+    model.pairs, model.nodes = fitted.pairs, fitted.nodes
+    model.hyper.pop("anchor_alpha")  # what a constructor fed an old checkpoint's hyper-parameters sees
+    model.restore(old, arrays)
+    assert model.spec.anchor_alpha == 1.0  # before the smoothed anchor: the last value

@@ -40,11 +40,15 @@ def series_with_exog(steps: int = 160, seed: int = 1) -> PairSeries:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize(("seasonal_lag", "pair_stats"), [(0, True), (20, True), (12, False)])
-def test_all_pairs_builder_equals_per_sample_builder(seasonal_lag: int, pair_stats: bool) -> None:
+@pytest.mark.parametrize(
+    ("seasonal_lag", "pair_stats", "anchor_alpha"), [(0, True, 1.0), (20, True, 1.0), (12, False, 0.4)]
+)
+def test_all_pairs_builder_equals_per_sample_builder(
+    seasonal_lag: int, pair_stats: bool, anchor_alpha: float
+) -> None:
     series = series_with_exog()
     spec = FeatureSpec(window=6, horizon=3, seasonal_lag=seasonal_lag, pair_stats=pair_stats,
-                       exog_names=series.exog_names)  # fmt: skip
+                       exog_names=series.exog_names, anchor_alpha=anchor_alpha)  # fmt: skip
     scaler = Scaler.fit(series.values[:100])
     scaled = scaler.standardise(series.values)
     origins = np.array([30, 31, 77, 150], dtype=np.int64)
@@ -90,13 +94,15 @@ def series_with_idle_pairs(steps: int = 200, seed: int = 2) -> PairSeries:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize(("seasonal_lag", "activity_flag"), [(0, False), (20, True)])
+@pytest.mark.parametrize(
+    ("seasonal_lag", "activity_flag", "anchor_alpha"), [(0, False, 1.0), (20, True, 1.0), (0, True, 0.3)]
+)
 def test_time_major_builder_is_the_all_pairs_builder_transposed(
-    seasonal_lag: int, activity_flag: bool
+    seasonal_lag: int, activity_flag: bool, anchor_alpha: float
 ) -> None:
     series = series_with_idle_pairs()
     spec = FeatureSpec(window=6, horizon=3, seasonal_lag=seasonal_lag, exog_names=series.exog_names,
-                       activity_flag=activity_flag)  # fmt: skip
+                       activity_flag=activity_flag, anchor_alpha=anchor_alpha)  # fmt: skip
     scaler = Scaler.fit(series.values[:100])
     scaled = scaler.standardise(series.values)
     origins = np.array([30, 31, 77, 150], dtype=np.int64)
@@ -104,9 +110,9 @@ def test_time_major_builder_is_the_all_pairs_builder_transposed(
     got = spec.build_all_pairs_time_major(series, scaled, scaler, origins)
     assert got[0].dtype == np.float32
     assert got[0].shape == (6, origins.size * series.n_pairs, len(spec.sequence_names()))
-    np.testing.assert_array_equal(got[0], sequence.transpose(1, 0, 2))
+    np.testing.assert_allclose(got[0], sequence.transpose(1, 0, 2), rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(got[1], static)
-    np.testing.assert_array_equal(got[2], last)
+    np.testing.assert_allclose(got[2], last, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("layers", [1, 2])
@@ -208,3 +214,18 @@ def test_in_place_monotone_equals_base_monotone() -> None:
     expected = monotone(quantiles)
     got = lstm_module._monotone_in_place(quantiles.copy())
     np.testing.assert_array_equal(got, expected)
+
+
+def test_anchor_is_an_exponentially_weighted_mean_of_the_window() -> None:
+    last = FeatureSpec(window=5, horizon=1).anchor_weights()
+    np.testing.assert_array_equal(last, [0, 0, 0, 0, 1])
+    smooth = FeatureSpec(window=5, horizon=1, anchor_alpha=0.5).anchor_weights()
+    np.testing.assert_allclose(smooth, np.array([1, 2, 4, 8, 16]) / 31, rtol=1e-6)
+    series = series_with_idle_pairs()
+    spec = FeatureSpec(window=5, horizon=1, anchor_alpha=0.5)
+    scaler = Scaler.fit(series.values[:100])
+    scaled = scaler.standardise(series.values)
+    sequence, _, anchor = spec.build(series, scaled, scaler, np.array([40]), np.array([1]))
+    window = scaled[35:40, 1]
+    assert anchor[0] == pytest.approx(float(window @ smooth), rel=1e-6)
+    np.testing.assert_allclose(sequence[0, :, 0], window - anchor[0], rtol=1e-5, atol=1e-6)

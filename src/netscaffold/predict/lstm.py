@@ -34,6 +34,8 @@ INFER_CHUNK = 32_768
 INFER_PAIR_CHUNK = 1024
 """Sequences per packed LSTM pass: gates ``[1024, 4 x 32]`` float32 (512 KiB) stay near L2."""
 IDLE_SHARE_FOR_FLAGS = 0.1
+ANCHOR_ALPHA_GRID = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2)
+"""Smoothings of the window's anchor level tried on the training part (``anchor_alpha=-1``)."""
 ACTIVITY_MIX_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 """Weights of the transition-count activity model tried against the network's on validation."""
 
@@ -88,6 +90,7 @@ class LstmForecaster(Forecaster):
         pair_stats: bool = True,
         seasonal_lag: int = -1,
         activity_input: int = -1,
+        anchor_alpha: float = -1.0,
         device: str = "auto",
         threads: int = 1,
         progress: bool = False,
@@ -98,6 +101,10 @@ class LstmForecaster(Forecaster):
             raise ConfigError(
                 "window >= 2 and hidden, layers, epochs, batch_size, threads >= 1", element="lstm"
             )
+        if anchor_alpha > 1.0 or anchor_alpha == 0.0:
+            raise ConfigError(
+                f"anchor_alpha must be in (0, 1] or -1 (auto), got {anchor_alpha}", element="lstm"
+            )
         if activity_weight is not None and activity_weight < 0:
             raise ConfigError(f"activity_weight must be >= 0, got {activity_weight}", element="lstm")
         self.hyper: dict[str, Any] = {
@@ -105,7 +112,7 @@ class LstmForecaster(Forecaster):
             "lr": lr, "windows_per_epoch": windows_per_epoch, "patience": patience,
             "activity_weight": activity_weight, "threads": threads, "lr_decay": lr_decay,
             "median_weight": median_weight, "pair_stats": pair_stats, "seasonal_lag": seasonal_lag,
-            "activity_input": activity_input,
+            "activity_input": activity_input, "anchor_alpha": anchor_alpha,
         }  # fmt: skip
         self.device_request = device
         self.progress = progress
@@ -134,6 +141,7 @@ class LstmForecaster(Forecaster):
             pair_stats=bool(self.hyper["pair_stats"]),
             exog_names=exog_names,
             activity_flag=int(self.hyper.get("activity_input", 0)) > 0,
+            anchor_alpha=float(self.hyper.get("anchor_alpha", 1.0)),
         )
 
     def _resolve_seasonal_lag(self, history: PairSeries, split: int) -> None:
@@ -159,12 +167,40 @@ class LstmForecaster(Forecaster):
         if self.hyper["activity_weight"] is None:
             self.hyper["activity_weight"] = 1.0 if int(self.hyper["activity_input"]) > 0 else 0.05
 
+    def _resolve_anchor_alpha(self, history: PairSeries, split: int) -> None:
+        """``-1`` (auto): the smoothing whose anchor, taken as the forecast itself, has the lowest NMAE
+        over the horizon on the training part (1.0, the last value, where traffic is smooth; lower where
+        it is bursty tick to tick, as an exponential smoothing would choose)."""
+        if float(self.hyper["anchor_alpha"]) > 0.0:
+            return
+        scaler = Scaler.fit(history.values[:split])
+        origins = history.origins(int(self.hyper["window"]), self.horizon, stop=split)
+        if origins.size == 0:
+            self.hyper["anchor_alpha"] = 1.0
+            return
+        picked = origins[:: max(1, origins.size // 512)]
+        scaled = scaler.standardise(history.values)
+        steps = picked[:, None] + np.arange(-int(self.hyper["window"]), 0)[None, :]
+        level = scaled[steps].astype(np.float64)  # [O, W, P]
+        actual = history.values[picked[:, None] + np.arange(self.horizon)[None, :]]  # [O, H, P]
+        scores = []
+        for alpha in ANCHOR_ALPHA_GRID:
+            weights = self._spec_with(alpha).anchor_weights().astype(np.float64)
+            anchor = np.tensordot(weights, level, axes=([0], [1]))  # [O, P]
+            point = np.expm1(np.clip(anchor * scaler.sd + scaler.mu, 0.0, scaler.max_log))
+            scores.append(float(np.abs(point[:, None, :] - actual).sum() / max(np.abs(actual).sum(), 1e-12)))
+        self.hyper["anchor_alpha"] = float(ANCHOR_ALPHA_GRID[int(np.argmin(scores))])
+
+    def _spec_with(self, alpha: float) -> FeatureSpec:
+        return FeatureSpec(window=int(self.hyper["window"]), horizon=self.horizon, anchor_alpha=alpha)
+
     def prepare(self, history: PairSeries, split: int) -> None:
         """Resolve the automatic hyper-parameters from the training part and fix the inputs (before any
         training: in process or data-parallel on Ray)."""
         self._resolve_seasonal_lag(history, split)
         self._resolve_activity_input(history, split)
         self._resolve_activity_weight()
+        self._resolve_anchor_alpha(history, split)
         self.spec = self._spec(history.exog_names)
 
     # -- fitting ---------------------------------------------------------------------------------
@@ -390,6 +426,8 @@ class LstmForecaster(Forecaster):
 
         if int(self.hyper.get("activity_input", -1)) < 0:
             self.hyper["activity_input"] = 0  # checkpoints from before the on/off input
+        if float(self.hyper.get("anchor_alpha", -1.0)) <= 0.0:
+            self.hyper["anchor_alpha"] = 1.0  # checkpoints from before the smoothed anchor: the last value
         self.spec = self._spec(tuple(config.get("exog_names", ())))
         if tuple(config["features"]) != self.features:
             raise CheckpointError(

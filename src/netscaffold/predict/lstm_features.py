@@ -80,6 +80,15 @@ class FeatureSpec:
     pair_stats: bool = True
     exog_names: tuple[str, ...] = ()
     activity_flag: bool = False
+    anchor_alpha: float = 1.0
+    """The level the window is taken relative to and the forecast is added to: an exponentially weighted
+    mean of the window's standardised values with this smoothing (1.0: the last value)."""
+
+    def anchor_weights(self) -> F32Array:
+        """Weights over the window's steps (oldest first) that sum to 1: ``alpha (1 - alpha)^age``."""
+        age = np.arange(self.window - 1, -1, -1, dtype=np.float64)
+        weights: npt.NDArray[np.float64] = self.anchor_alpha * (1.0 - self.anchor_alpha) ** age
+        return np.asarray(weights / weights.sum(), dtype=np.float32)
 
     @property
     def min_context(self) -> int:
@@ -105,7 +114,7 @@ class FeatureSpec:
         """(sequence ``[B, W, F]``, static ``[B, S]``, last standardised value ``[B]``)."""
         steps = origins[:, None] + np.arange(-self.window, 0)[None, :]
         level = scaled[steps, pair_idx[:, None]]
-        last = level[:, -1]
+        last = level[:, -1] if self.anchor_alpha >= 1.0 else level @ self.anchor_weights()
         angle = 2.0 * np.pi * series.time_of_day[steps]
         columns = [level - last[:, None], np.sin(angle), np.cos(angle)]
         if self.activity_flag:
@@ -132,7 +141,7 @@ class FeatureSpec:
         n_orig, n_pairs = origins.size, series.n_pairs
         steps = origins[:, None] + np.arange(-self.window, 0)[None, :]  # [O, W]
         level = scaled[steps].transpose(0, 2, 1)  # [O, P, W]
-        last = level[..., -1]
+        last = level[..., -1] if self.anchor_alpha >= 1.0 else level @ self.anchor_weights()
         angle = 2.0 * np.pi * series.time_of_day[steps]  # [O, W]
         parts = [(level - last[..., None])[..., None]]
         if self.activity_flag:
@@ -155,7 +164,7 @@ class FeatureSpec:
         n_orig, n_pairs = origins.size, series.n_pairs
         steps = origins[None, :] + np.arange(-self.window, 0)[:, None]  # [W, O]
         level = scaled[steps]  # [W, O, P]
-        last = level[-1]
+        last = level[-1] if self.anchor_alpha >= 1.0 else np.tensordot(self.anchor_weights(), level, axes=1)
         sequence = np.empty((self.window, n_orig, n_pairs, len(self.sequence_names())), np.float32)
         np.subtract(level, last, out=sequence[..., 0])
         column = 1
