@@ -138,7 +138,7 @@ def test_apply_reports_its_phases_and_reads_back_what_it_wrote() -> None:
 
 
 def _reference_attrs(write: netlink.ElementWrite) -> bytes:
-    """The element attributes spelled out one ``_nla`` at a time (what ``_element_attrs`` packs faster)."""
+    """The element attributes spelled out one ``_nla`` at a time (what ``element_attrs`` packs faster)."""
     nested = netlink.NLA_F_NESTED
 
     def value(kind: int, data: bytes) -> bytes:
@@ -177,7 +177,7 @@ def test_element_attributes_match_the_plain_encoding(
     timeout_ms: int | None,
 ) -> None:
     write = netlink.ElementWrite(action, "permit4", key, key_end, data, comment, timeout_ms)
-    assert netlink._element_attrs(write) == _reference_attrs(write)
+    assert netlink.element_attrs(write) == _reference_attrs(write)
 
 
 def test_gc_pause_restores_the_collector_as_it_was() -> None:

@@ -69,7 +69,7 @@ def test_record_and_circuit_elements_round_trip(high: int, low: int, chunk: int,
 def test_a_delete_carries_the_key_only() -> None:
     element = KernelElement("r1", "permit4", ("198.18.0.1", "198.18.0.2", 17, 53), None, "fw|x|s|", 5)
     write = element_write("delete", element)
-    assert b"fw|x" not in netlink._element_attrs(write)
+    assert b"fw|x" not in netlink.element_attrs(write)
     assert write.key == element_write("add", element).key
 
 

@@ -36,6 +36,8 @@ INFER_PAIR_CHUNK = 1024
 IDLE_SHARE_FOR_FLAGS = 0.1
 ANCHOR_ALPHA_GRID = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2)
 """Smoothings of the window's anchor level tried on the training part (``anchor_alpha=-1``)."""
+ANCHOR_MIN_GAIN = 0.1
+"""Relative NMAE gain over the last value that a smoothed anchor needs to be chosen."""
 ACTIVITY_MIX_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 """Weights of the transition-count activity model tried against the network's on validation."""
 
@@ -169,8 +171,11 @@ class LstmForecaster(Forecaster):
 
     def _resolve_anchor_alpha(self, history: PairSeries, split: int) -> None:
         """``-1`` (auto): the smoothing whose anchor, taken as the forecast itself, has the lowest NMAE
-        over the horizon on the training part (1.0, the last value, where traffic is smooth; lower where
-        it is bursty tick to tick, as an exponential smoothing would choose)."""
+        over the horizon on the training part, if that is at least ``ANCHOR_MIN_GAIN`` below the last
+        value's; else the last value (1.0). The network sees the window and learns short-range smoothing
+        itself, and a smoothed anchor lags a level shift: it pays where the last value is a poor level
+        (traffic bursty tick to tick: the default run's RPC pairs, 23% lower), not on smooth aggregates
+        (Abilene: 6% lower, and the LSTM's h=6 NMAE over seeds 0-4 went from 0.949x to 0.951x EWMA)."""
         if float(self.hyper["anchor_alpha"]) > 0.0:
             return
         scaler = Scaler.fit(history.values[:split])
@@ -189,7 +194,9 @@ class LstmForecaster(Forecaster):
             anchor = np.tensordot(weights, level, axes=([0], [1]))  # [O, P]
             point = np.expm1(np.clip(anchor * scaler.sd + scaler.mu, 0.0, scaler.max_log))
             scores.append(float(np.abs(point[:, None, :] - actual).sum() / max(np.abs(actual).sum(), 1e-12)))
-        self.hyper["anchor_alpha"] = float(ANCHOR_ALPHA_GRID[int(np.argmin(scores))])
+        best = int(np.argmin(scores))
+        gain = 1.0 - scores[best] / scores[0] if scores[0] > 0 else 0.0  # ANCHOR_ALPHA_GRID[0] is 1.0
+        self.hyper["anchor_alpha"] = float(ANCHOR_ALPHA_GRID[best]) if gain >= ANCHOR_MIN_GAIN else 1.0
 
     def _spec_with(self, alpha: float) -> FeatureSpec:
         return FeatureSpec(window=int(self.hyper["window"]), horizon=self.horizon, anchor_alpha=alpha)

@@ -7,8 +7,9 @@ item. ``snapshot()`` comes from the kernel alone: each item's record (an nft ele
 device, see :mod:`netscaffold.formats.render.records`) says what the item is, and the item counts as
 present only when all its kernel objects are there as rendered. A backend attached to a running lab by
 another process therefore sees the same config. All reads go over per-namespace netlink sockets and
-libnftables contexts (:mod:`netscaffold.backends.linux.session`); writes are one ``tc -batch``, one nft
-transaction and one bulk of netlink messages (routes and rules) per touched node.
+libnftables contexts (:mod:`netscaffold.backends.linux.session`); writes are one bulk of tc netlink
+messages, one nf_tables transaction and one bulk of netlink messages (routes and rules) per touched node,
+and the read-back takes what they wrote by its bytes (:func:`~netscaffold.backends.linux.converge.read_all`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from netscaffold.backends.linux.converge import (
     execute,
     plan_steps,
     read_all,
+    written_objects,
     written_scopes,
 )
 from netscaffold.backends.linux.journal import clear_journal, write_journal
@@ -80,7 +82,8 @@ class LinuxBackend:
         self.last_phases_s: dict[str, float] = {}
         """Seconds of each phase of the last successful apply (read, decode, validate, render, diff,
         journal, write, read_back, verify, realized): where an apply's time goes."""
-        self._routing_info: list[RoutingInfo] = []
+        self._route_changes: list[tuple[float, list[KernelRoute], list[KernelRoute]]] = []
+        """Per apply that changed routes: (clock time, routes announced, routes withdrawn)."""
         self._flows: ConntrackMonitor | None = None
         self._counters = LinkCounters(self.layout, self.sessions)
         self._owns_lab = create
@@ -154,7 +157,9 @@ class LinuxBackend:
             execute(steps, self.before_step, self.sessions, touched)
             phases.lap("write")
             scopes = {node: scope for node, scope in written_scopes(steps).items() if node in touched}
-            after = {**unread(before, scopes), **read_all(self.layout, self.sessions, touched, scopes)}
+            written = written_objects(steps)
+            read = read_all(self.layout, self.sessions, touched, scopes, written)
+            after = {**unread(before, scopes), **read}
             phases.lap("read_back")
             self._verify(after, target, owner)
             phases.lap("verify")
@@ -166,12 +171,13 @@ class LinuxBackend:
         if steps:
             clear_journal(self.layout.lab)
         self._record_route_updates(before, after)
-        realized_at = self._realized(plan)
+        keys = [op.item.key for op in plan.ops]  # a property that builds its tuple: once per op
+        realized_at = self._realized(plan, keys)
         self.last_kernel_ops = len(remove) + len(put)
         phases.lap("realized")
         self.last_phases_s = phases.laps
-        keys = [op.item.key for op in plan.ops]  # a property that builds its tuple: once per op
-        changed = sum(1 for key in keys if current.get(key) != result.get(key))
+        held, wanted = current.items.get, result.items.get
+        changed = sum(1 for key in keys if held(key) != wanted(key))
         return ApplyReport(changed, time.perf_counter() - started, realized_at)
 
     def dry_run(self, plan: Plan) -> list[Step]:
@@ -189,9 +195,10 @@ class LinuxBackend:
         target: Mapping[tuple[str, ...], object],
         owner: Mapping[tuple[str, ...], ConfigItem],
     ) -> None:
+        read_back = after.get
         for ident, obj in target.items():
-            have = after.get(ident)
-            if have == obj:
+            have = read_back(ident)
+            if have is obj or have == obj:  # the object written itself, where the read-back matched it
                 continue
             if have is None or not same(have, obj):  # type: ignore[arg-type]
                 item = owner.get(ident)
@@ -229,26 +236,42 @@ class LinuxBackend:
             clear_journal(self.layout.lab)
             return
 
-    def _realized(self, plan: Plan) -> dict[ItemKey, float]:
-        """Per added or updated item, the clock time at which all its objects were read back (all of
-        them were: the verification before this found every object of the target in the read-back)."""
+    def _realized(self, plan: Plan, keys: list[ItemKey]) -> dict[ItemKey, float]:
+        """Per added or updated item (``keys``: of the plan's ops), the clock time at which all its objects
+        were read back (all of them were: the verification before this found every object of the target
+        in the read-back)."""
         now = self.clock.now()
-        return {op.item.key: now for op in plan.ops if op.kind is not OpKind.REMOVE}
+        removed = OpKind.REMOVE
+        return {key: now for key, op in zip(keys, plan.ops, strict=True) if op.kind is not removed}
 
     def _record_route_updates(self, before: ObjectMap, after: ObjectMap) -> None:
-        now = self.clock.now()
-        updates: list[tuple[tuple[str, ...], RouteUpdate]] = []
-        for ident, obj in after.items():
-            if type(obj) is KernelRoute:
-                was = before.get(ident)
-                if was is None or was != obj:
-                    hops = _next_hops(obj.next_hops)
-                    updates.append((ident, RouteUpdate(now, obj.node, obj.destination, hops)))
-        for ident, obj in before.items():
-            if type(obj) is KernelRoute and ident not in after:
-                updates.append((ident, RouteUpdate(now, obj.node, obj.destination, (), withdrawn=True)))
-        updates.sort(key=_first)
-        self._routing_info.extend(update for _, update in updates)
+        """Note the routes the apply announced (new or changed) and withdrew; they become
+        :class:`RouteUpdate` objects when drained (an apply of 5,000 new routes would otherwise build
+        5,000 of them, and the collector would scan them, before anyone asks). The routes noted are
+        the read-back's, which for the routes it matched by their bytes are the objects written (the
+        renderer's memo holds them anyway)."""
+        held = before.get
+        announced = [obj for ident, obj in after.items() if type(obj) is KernelRoute and held(ident) != obj]
+        withdrawn = [obj for ident, obj in before.items() if type(obj) is KernelRoute and ident not in after]
+        if announced or withdrawn:
+            self._route_changes.append((self.clock.now(), announced, withdrawn))
+
+    def _route_updates(self) -> list[RoutingInfo]:
+        """The noted route changes as updates, in apply order and, within an apply, by route ident."""
+        out: list[RoutingInfo] = []
+        for now, announced, withdrawn in self._route_changes:
+            updates = [
+                (obj.ident, RouteUpdate(now, obj.node, obj.destination, _next_hops(obj.next_hops)))
+                for obj in announced
+            ]
+            updates += [
+                (obj.ident, RouteUpdate(now, obj.node, obj.destination, (), withdrawn=True))
+                for obj in withdrawn
+            ]
+            updates.sort(key=_first)
+            out.extend(update for _, update in updates)
+        self._route_changes = []
+        return out
 
     # -- time --------------------------------------------------------------------------------------
     def advance(self, until_s: float) -> None:
@@ -274,7 +297,7 @@ class LinuxBackend:
     def drain_routing_info(self) -> list[RoutingInfo]:
         """Route updates of our applies and, once :meth:`watch_flows` was called, a flow request per
         new flow between endpoints that conntrack announced since the last call."""
-        drained, self._routing_info = self._routing_info, []
+        drained = self._route_updates()
         if self._flows is not None:
             drained += self._flows.requests(self.clock.now())
         return drained

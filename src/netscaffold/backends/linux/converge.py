@@ -21,13 +21,13 @@ from typing import Any, Literal, TypeVar
 from netscaffold.backends.linux import tools
 from netscaffold.backends.linux.netlink import (
     Message,
+    WrittenRoutes,
     htb_class_message,
-    route_message,
-    rule_message,
+    route_messages,
     tc_delete_message,
     u32_filter_message,
 )
-from netscaffold.backends.linux.readback import element_write, read_node
+from netscaffold.backends.linux.readback import encoded_elements, read_node
 from netscaffold.backends.linux.session import SessionPool
 from netscaffold.errors import NetscaffoldError
 from netscaffold.formats.render import nftables as nft_render
@@ -67,6 +67,12 @@ class Step:
     """tc objects to create or replace after the deletes, in the same bulk of netlink messages."""
     owners: list[tuple[str, ...]] = field(default_factory=list)
     ops: list[NetlinkOp] = field(default_factory=list)
+    written: dict[str, dict[bytes, KernelElement]] = field(default_factory=dict)
+    """Once run: per set, the elements it added by the signature of the bytes written (see
+    :func:`~netscaffold.backends.linux.readback.written_signature`), for the read-back."""
+    written_routes: WrittenRoutes = field(default_factory=dict)
+    """Once run: the IPv4 routes it wrote, by destination address (see
+    :func:`~netscaffold.backends.linux.netlink.route_messages`), for the read-back."""
 
     def run(self, sessions: SessionPool | None = None) -> None:
         if self.tool == "netlink":
@@ -114,8 +120,8 @@ class Step:
         argv = ("nft", "netlink", self.netns)
         if sessions is None or not os.path.exists(os.path.join(tools.NETNS_DIR, self.netns)):
             raise tools.ToolError(argv, f"Error: namespace {self.netns} does not exist", None)
-        writes = [element_write(action, element) for action, element in self.elements]
-        failure = sessions.get(self.netns).nftnl.transaction(nft_render.TABLE, writes)
+        writes, self.written = encoded_elements(self.elements)
+        failure = sessions.get(self.netns).nftnl.encoded_transaction(nft_render.TABLE, writes)
         if failure is not None:
             index, errno = failure
             action, element = self.elements[index]
@@ -126,7 +132,8 @@ class Step:
         argv = ("netlink", "rtnetlink", self.netns)
         if sessions is None or not os.path.exists(os.path.join(tools.NETNS_DIR, self.netns)):
             raise tools.ToolError(argv, f"Error: namespace {self.netns} does not exist", None)
-        failures = sessions.get(self.netns).netlink.bulk([_message(op) for op in self.ops])
+        messages, self.written_routes = route_messages(self.ops)
+        failures = sessions.get(self.netns).netlink.bulk(messages)
         if failures:
             index, errno = failures[0]
             action, obj = self.ops[index]
@@ -154,13 +161,6 @@ def _tc_message(obj: KernelClass | KernelFilter, ifindex: int, delete: bool) -> 
         parent_minor=tc_render.ROOT_MINOR,
         quantum=tc_render.quantum(obj.rate_bytes_s),
     )
-
-
-def _message(op: NetlinkOp) -> Message:
-    action, obj = op
-    if isinstance(obj, KernelRoute):
-        return route_message(action, obj.destination, obj.next_hops, obj.protocol, obj.table)
-    return rule_message(action, obj)
 
 
 class StepError(Exception):
@@ -237,14 +237,39 @@ def _line_device(line: str) -> str:
     return words[words.index("dev") + 1] if "dev" in words else ""
 
 
+@dataclass
+class Written:
+    """What run steps wrote on one node, as the read-back matches it: nft set elements added (per set,
+    by the signature of the bytes written) and IPv4 routes written (by destination address)."""
+
+    elements: dict[str, dict[bytes, KernelElement]] = field(default_factory=dict)
+    routes: WrittenRoutes = field(default_factory=dict)
+
+
+def written_objects(steps: Iterable[Step]) -> dict[str, Written]:
+    """What the (run) ``steps`` wrote, per node, for :func:`read_all`."""
+    out: dict[str, Written] = {}
+    for step in steps:
+        if not (step.written or step.written_routes):
+            continue
+        written = out.setdefault(step.node, Written())
+        for set_name, elements in step.written.items():
+            written.elements.setdefault(set_name, {}).update(elements)
+        written.routes.update(step.written_routes)
+    return out
+
+
 def read_all(
     layout: LabLayout,
     sessions: SessionPool,
     nodes: Iterable[str] | None = None,
     scopes: Mapping[str, ReadScope] | None = None,
+    written: Mapping[str, Written] | None = None,
 ) -> ObjectMap:
     """Every object of ours in the lab (or on ``nodes`` only; or, with ``scopes``, only the part of
-    each node it names), read in-process over the sessions."""
+    each node it names), read in-process over the sessions. ``written``: elements just written, which
+    the kernel's bytes are matched against before anything is decoded (see
+    :func:`~netscaffold.backends.linux.readback.read_node`)."""
 
     def one(node: str) -> list[KernelObject]:
         session = sessions.get(layout.namespace(node))
@@ -253,7 +278,18 @@ def read_all(
         if scope is None:
             return read_node(node, session, devices)
         chosen = [device for device in devices if device in scope.devices]
-        return read_node(node, session, chosen, routes=scope.routes, sets=scope.sets)
+        known = written.get(node) if written is not None else None
+        if known is None:
+            return read_node(node, session, chosen, routes=scope.routes, sets=scope.sets)
+        return read_node(
+            node,
+            session,
+            chosen,
+            routes=scope.routes,
+            sets=scope.sets,
+            written=known.elements,
+            written_routes=known.routes,
+        )
 
     chosen = sorted(layout.namespaces if nodes is None else set(nodes))
     if scopes is not None:
@@ -271,6 +307,8 @@ def diff(
     """(objects to remove, objects to put): a changed object is put (replace) or, for set elements whose
     content changed, removed and put again."""
     remove = [obj for ident, obj in actual.items() if ident not in target]
+    if not actual:
+        return remove, list(target.values())
     put = []
     held = actual.get
     for ident, obj in target.items():

@@ -5,7 +5,6 @@ converges the kernel back to it."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 from typing import Any
 
@@ -18,6 +17,7 @@ from netscaffold.formats.render.objects import (
     KernelObject,
     KernelRoute,
     KernelRule,
+    fields_of,
 )
 
 _TYPES: dict[str, type[KernelObject]] = {
@@ -26,8 +26,7 @@ _TYPES: dict[str, type[KernelObject]] = {
 
 
 def encode(obj: KernelObject) -> dict[str, Any]:
-    fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
-    return {"type": type(obj).__name__, **fields}
+    return {"type": type(obj).__name__, **fields_of(obj)}
 
 
 def decode(data: dict[str, Any]) -> KernelObject:

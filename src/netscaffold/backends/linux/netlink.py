@@ -14,9 +14,9 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Self
+from typing import NamedTuple, Self, TypeVar
 
 from netscaffold.errors import BackendError
 from netscaffold.formats.render.objects import KernelRoute, KernelRule
@@ -36,8 +36,8 @@ _RTMSG = struct.Struct("=BBBBBBBBI")
 _TCMSG = struct.Struct("=BxxxiIII")
 _IFINFO = struct.Struct("=BxHiII")
 _RTNH = struct.Struct("=HBBi")
+T = TypeVar("T")
 _U32_SEL = struct.Struct("=BBBxHHhhI")
-_U32_KEY = struct.Struct("=IIii")
 RCVBUF_BYTES = 8 << 20
 _AF = {2: 4, 10: 6}
 
@@ -152,26 +152,30 @@ class NetlinkReader:
             self.sock.send(
                 _HDR.pack(_HDR.size + len(payload), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + payload
             )
-            return list(self._receive(seq))
+            return self._receive(seq)
 
-    def _receive(self, seq: int) -> Iterator[tuple[int, bytes, int, int]]:
+    def _receive(self, seq: int) -> list[tuple[int, bytes, int, int]]:
+        """The messages answering ``seq`` up to its NLMSG_DONE (or acknowledgement), as :meth:`dump_spans`
+        gives them; raises on an error answer. (A list built in one loop: a read-back takes thousands.)"""
+        out: list[tuple[int, bytes, int, int]] = []
+        unpack, header = _HDR.unpack_from, _HDR.size
         while True:
             data = self.sock.recv(1 << 20)
-            offset = 0
-            while offset + _HDR.size <= len(data):
-                length, kind, _, msg_seq, _ = _HDR.unpack_from(data, offset)
-                if length < _HDR.size:
-                    return
+            offset, size = 0, len(data)
+            while offset + header <= size:
+                length, kind, _, msg_seq, _ = unpack(data, offset)
+                if length < header:
+                    return out
                 if msg_seq == seq:
                     if kind == NLMSG_DONE:
-                        return
+                        return out
                     if kind == NLMSG_ERROR:
-                        code = struct.unpack_from("=i", data, offset + _HDR.size)[0]
+                        code = struct.unpack_from("=i", data, offset + header)[0]
                         if code:
                             raise BackendError(f"netlink dump failed: errno {-code}", backend="linux")
-                        return
-                    yield kind, data, offset + _HDR.size, offset + length
-                offset += _align(length)
+                        return out
+                    out.append((kind, data, offset + header, offset + length))
+                offset += (length + 3) & ~3
 
     # -- decoders -------------------------------------------------------------------------------------
     def links(self) -> dict[str, int]:
@@ -208,11 +212,16 @@ class NetlinkReader:
                     out.append(RouteMsg(*fields))
         return out
 
-    def kernel_routes(self, node: str, protocols: frozenset[int]) -> list[KernelRoute]:
+    def kernel_routes(
+        self, node: str, protocols: frozenset[int], written: WrittenRoutes | None = None
+    ) -> list[KernelRoute]:
         """:meth:`routes` as the kernel objects of ``node`` (decoded straight from the receive buffers:
-        the read-back of every apply goes through here)."""
+        the read-back of every apply goes through here). ``written``: IPv4 routes just written (see
+        :func:`route_messages`); a route the kernel holds with one's destination and shape is that
+        route (decoding it gives an equal one: the destination text of an IPv4 route is canonical)."""
         out = []
         ntop, inet = socket.inet_ntop, socket.AF_INET
+        known = (written or {}).get
         for kind, buf, off, end in self.dump_spans(RTM_GETROUTE, _ROUTE_DUMP):
             if kind != RTM_NEWROUTE or buf[off + _RTMSG_PROTOCOL] not in protocols:
                 continue
@@ -226,8 +235,13 @@ class NetlinkReader:
                 # node share (a few sets of next hops): decoded once per shape, not once per route
                 shape = _v4_shape(buf[off:head_end], buf[head_end + 8 : end])
                 if shape is not None:
+                    dst_bytes = buf[head_end + 4 : head_end + 8]
+                    entry = known(dst_bytes)
+                    if entry is not None and entry[0] == shape:
+                        out.append(entry[1])
+                        continue
                     table, protocol, dst_len, hops = shape
-                    dst = ntop(inet, buf[head_end + 4 : head_end + 8])
+                    dst = ntop(inet, dst_bytes)
                     out.append(KernelRoute(node, table, f"{dst}/{dst_len}", protocol, hops))
                     continue
             fields = route_fields(buf, off, end)
@@ -251,9 +265,28 @@ class NetlinkReader:
             )
         return out
 
+    def class_rows(self, ifindex: int) -> list[tuple[int, str, int, int]]:
+        """(handle, kind, rate, ceil) of the classes on the device, decoded as :meth:`classes` does with
+        ``counters=False``, as plain tuples (a read-back decodes thousands)."""
+        out = []
+        htb = b"htb\0"
+        for kind, buf, off, end in self.dump_spans(RTM_GETTCLASS, _TCMSG.pack(0, ifindex, 0, 0, 0)):
+            if kind != RTM_NEWTCLASS:
+                continue
+            handle = _U32.unpack_from(buf, off + _TCMSG_HANDLE)[0]
+            kind_span, options = _kind_and_options(buf, off + _TCMSG.size, end)
+            if kind_span is None or buf[kind_span[0] : kind_span[1]] != htb or options is None:
+                out.append((handle, _text(buf, kind_span), 0, 0))
+                continue
+            rate, ceil = _htb_rates(buf[options[0] : options[1]])
+            out.append((handle, "htb", rate, ceil))
+        return out
+
     def classes(self, ifindex: int, *, counters: bool = True) -> list[ClassMsg]:
         """The classes on the device; ``counters=False`` leaves ``sent_bytes`` at 0 (a read-back needs
         the rates only, and its decoding stops before the statistics)."""
+        if not counters:
+            return [ClassMsg(*row) for row in self.class_rows(ifindex)]
         out = []
         for kind, buf, off, end in self.dump_spans(RTM_GETTCLASS, _TCMSG.pack(0, ifindex, 0, 0, 0)):
             if kind != RTM_NEWTCLASS:
@@ -272,6 +305,11 @@ class NetlinkReader:
         return out
 
     def u32_filters(self, ifindex: int, parent: int) -> list[U32Msg]:
+        return [U32Msg(*row) for row in self.u32_rows(ifindex, parent)]
+
+    def u32_rows(self, ifindex: int, parent: int) -> list[tuple[int, int, int, tuple[tuple[int, int], ...]]]:
+        """(handle, priority, classid, match words) of the u32 filters under ``parent``, as
+        :meth:`u32_filters` gives them, as plain tuples (a read-back decodes thousands)."""
         out = []
         for kind, buf, off, end in self.dump_spans(RTM_GETTFILTER, _TCMSG.pack(0, ifindex, 0, parent, 0)):
             if kind != RTM_NEWTFILTER:
@@ -294,13 +332,20 @@ class NetlinkReader:
                 pos += (length + 3) & ~3
             if sel is None or classid is None:
                 continue
-            keys = []
-            first = sel + _U32_SEL.size
-            for at in range(first, first + buf[sel + 2] * _U32_KEY.size, _U32_KEY.size):
-                value = _U32_KEY_BE.unpack_from(buf, at)[1]  # mask and value are big-endian
-                keys.append((_I32.unpack_from(buf, at + 8)[0], value))
-            out.append(U32Msg(handle, info >> 16, _U32.unpack_from(buf, classid)[0], tuple(keys)))
+            count, first = buf[sel + 2], sel + _U32_SEL.size
+            values_of, offsets_of = _u32_key_structs(count)  # values big-endian, offsets native
+            keys = tuple(
+                zip(offsets_of.unpack_from(buf, first), values_of.unpack_from(buf, first), strict=True)
+            )
+            out.append((handle, info >> 16, _U32.unpack_from(buf, classid)[0], keys))
         return out
+
+
+@functools.lru_cache(maxsize=64)
+def _u32_key_structs(count: int) -> tuple[struct.Struct, struct.Struct]:
+    """Structs reading the values (big-endian, after each key's mask) and the offsets (native) of
+    ``count`` consecutive tc_u32_keys in one call each."""
+    return struct.Struct("!" + "4xI8x" * count), struct.Struct("=" + "8xi4x" * count)
 
 
 def _kind_and_options(
@@ -344,7 +389,6 @@ _TCMSG_HANDLE = 8
 _TCA_STATS2 = 7
 _HTB_RATES = struct.Struct("=8xI8xI")
 """rate.rate and ceil.rate of a tc_htb_opt (two 12-byte tc_ratespec, rate last in each)."""
-_I32 = struct.Struct("=i")
 _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
 
@@ -525,9 +569,19 @@ class NftReader(NetlinkReader):
 
     def element_rows(self, table: str, set_name: str, family: int = NFPROTO_INET) -> list[ElementRow]:
         """:meth:`elements` as plain tuples (the read-back decodes thousands: no object per row)."""
+        return self.known_elements(table, set_name, {}, family)[1]
+
+    def known_elements(
+        self, table: str, set_name: str, known: Mapping[bytes, T], family: int = NFPROTO_INET
+    ) -> tuple[list[T], list[ElementRow]]:
+        """The set's elements: those whose :func:`element_signature` is a key of ``known`` as its values
+        (not decoded: the read-back of an apply matches the elements it wrote by the bytes it wrote),
+        the others as :meth:`element_rows` gives them."""
         payload = _NFGEN.pack(family, 0, 0) + _nla(1, _cstr(table)) + _nla(2, _cstr(set_name))
-        out = []
+        found: list[T] = []
+        rows: list[ElementRow] = []
         unpack = _ATTR.unpack_from
+        lookup = known.get
         for _, buf, off, end in self.dump_spans((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, payload):
             span = _attr_span(buf, off + _NFGEN.size, end, NFTA_SET_ELEM_LIST_ELEMENTS)
             if span is None:
@@ -537,11 +591,18 @@ class NftReader(NetlinkReader):
                 length = unpack(buf, pos)[0]
                 if length < 4:
                     break
+                if known:
+                    signature = _signature_at(buf, pos + 4, pos + length)
+                    hit = None if signature is None else lookup(signature)
+                    if hit is not None:
+                        found.append(hit)
+                        pos += (length + 3) & ~3
+                        continue
                 element = _element_at(buf, pos + 4, pos + length)
                 if element is not None:
-                    out.append(element)
+                    rows.append(element)
                 pos += (length + 3) & ~3
-        return out
+        return found, rows
 
 
 def _attr_span(buf: bytes, pos: int, end: int, wanted: int) -> tuple[int, int] | None:
@@ -600,6 +661,56 @@ def _element_at(buf: bytes, pos: int, end: int) -> ElementRow | None:
     return key, key_end, data, comment, timeout_ms, expires_ms
 
 
+def element_signature(key: bytes, key_end: bytes | None, data: bytes | None, comment: str) -> bytes:
+    """What identifies an element's content as the kernel dumps it (key, key end, map data, the comment
+    as its user data; not the timeout, which the kernel reports as what is left): equal signatures,
+    equal elements, for the same set. None of the parts is decoded to compare them."""
+    mask = (key_end is not None) | (data is not None) << 1 | bool(comment) << 2
+    udata = b""
+    if comment:
+        text = comment.encode()
+        udata = bytes((NFTNL_UDATA_SET_ELEM_COMMENT, len(text) + 1)) + text + b"\0"
+    return b"".join((_MASKS[mask], key, key_end or b"", data or b"", udata))
+
+
+_MASKS = tuple(bytes((mask,)) for mask in range(8))
+
+
+def _signature_at(buf: bytes, pos: int, end: int) -> bytes | None:
+    """:func:`element_signature` of the NFTA_LIST_ELEM whose attributes lie in ``buf[pos:end]``, read
+    from the raw bytes in one pass; None where the element is not a plain one of ours (a verdict, the
+    closing half of an interval, an attribute out of shape): those are decoded instead."""
+    key = key_end = data = udata = b""
+    mask = 0
+    unpack = _ATTR.unpack_from
+    if buf[pos : pos + 8] == _RECORD_KEY_DUMPED and pos + 20 <= end:  # an item record's key, as dumped
+        key, pos = buf[pos + 8 : pos + 20], pos + 20
+    while pos + 4 <= end:
+        length, kind = unpack(buf, pos)
+        if length < 4:
+            return None
+        kind &= 0x3FFF
+        if kind in _VALUE_KINDS:
+            inner, inner_kind = unpack(buf, pos + 4) if length >= 8 else (0, 0)
+            if inner_kind & 0x3FFF != NFTA_DATA_VALUE or inner < 4 or 4 + inner > length:
+                return None
+            value = buf[pos + 8 : pos + 4 + inner]
+            if kind == NFTA_SET_ELEM_KEY:
+                key = value
+            elif kind == NFTA_SET_ELEM_KEY_END:
+                key_end, mask = value, mask | 1
+            else:
+                data, mask = value, mask | 2
+        elif kind == NFTA_SET_ELEM_USERDATA:
+            udata, mask = buf[pos + 4 : pos + length], mask | 4
+        elif kind == NFTA_SET_ELEM_FLAGS:
+            return None  # flags (an interval end, say): the decoder decides
+        pos += (length + 3) & ~3
+    if not key:
+        return None
+    return b"".join((_MASKS[mask], key, key_end, data, udata))
+
+
 def _comment(userdata: bytes) -> str:
     pos = 0
     while pos + 2 <= len(userdata):
@@ -628,24 +739,24 @@ class NetlinkWriter(NetlinkReader):
         before it was handled, and the errors before it name the refused ones (thousands of
         acknowledgements built, queued and read cost about as much as the routes' own encoding)."""
         failures: list[tuple[int, int]] = []
+        pack, header_size, count = _HDR.pack, _HDR.size, len(messages)
+        request, acked = NLM_F_REQUEST, NLM_F_REQUEST | NLM_F_ACK
         with self.lock:
             base = self._seq + 1
-            self._seq += len(messages)
-            start = 0
-            while start < len(messages):
-                chunk = bytearray()
-                end = start
-                while end < len(messages) and len(chunk) < BULK_CHUNK_BYTES:
-                    kind, flags, payload = messages[end]
-                    size = _HDR.size + len(payload)
-                    last = end + 1 == len(messages) or len(chunk) + size >= BULK_CHUNK_BYTES
-                    flags |= NLM_F_REQUEST | (NLM_F_ACK if last else 0)
-                    chunk += _HDR.pack(size, kind, flags, base + end, 0)
-                    chunk += payload
-                    end += 1
-                self.sock.send(bytes(chunk))
-                failures += self._errors_until(base + start, base + end - 1, base)
-                start = end
+            self._seq += count
+            parts: list[bytes] = []
+            filled = first = 0
+            for index, (kind, flags, payload) in enumerate(messages):
+                size = header_size + len(payload)
+                last = index + 1 == count or filled + size >= BULK_CHUNK_BYTES  # a chunk ends at 48 KiB
+                parts.append(pack(size, kind, flags | (acked if last else request), base + index, 0))
+                parts.append(payload)
+                filled += size
+                if last:
+                    self.sock.send(b"".join(parts))
+                    failures += self._errors_until(base + first, base + index, base)
+                    parts.clear()
+                    filled, first = 0, index + 1
         return failures
 
     def _errors_until(self, first_seq: int, last_seq: int, base: int) -> list[tuple[int, int]]:
@@ -673,8 +784,8 @@ class NetlinkWriter(NetlinkReader):
             seq = self._seq
             header = _HDR.pack(_HDR.size + len(payload), msg_type, NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0)
             self.sock.send(header + payload)
-            for _ in self._receive(seq):
-                pass  # an ACK is an NLMSG_ERROR with code 0: _receive returns on it, raises otherwise
+            # an ACK is an NLMSG_ERROR with code 0: _receive returns on it, raises otherwise
+            self._receive(seq)
 
     def replace_route(self, destination: str, gateway: str, protocol: int, table: int = 254) -> None:
         """``ip route replace DESTINATION via GATEWAY proto PROTOCOL table TABLE``."""
@@ -773,18 +884,72 @@ def route_message(
 ) -> tuple[int, int, bytes]:
     """An RTM_NEWROUTE (``replace``: create or replace) or RTM_DELROUTE (``delete``) for ``bulk``; next
     hops are (gateway, kernel weight 1..256), the device found by the kernel from the gateway."""
+    return _route_message(action, destination, next_hops, protocol, table)[0]
+
+
+def _route_message(
+    action: str, destination: str, next_hops: tuple[tuple[str, int], ...], protocol: int, table: int
+) -> tuple[tuple[int, int, bytes], bytes, int]:
+    """(:func:`route_message`, destination address bytes, prefix length)."""
     address, _, length = destination.partition("/")
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     dst = socket.inet_pton(family, address)
-    prefix_len = int(length) if length else len(dst) * 8
-    head = _route_head(family, prefix_len, protocol, table)
+    bits = len(dst) * 8
+    prefix_len = bits if length == _FULL_LENGTH[bits] or not length else int(length)
+    head = _route_head(family, prefix_len, protocol, table) + _DST_HEADER[bits]  # RTA_DST: no padding
     if action == "delete":  # matches our protocol only (scope "nowhere" matched nothing on this kernel)
-        return RTM_DELROUTE, 0, head + _nla(RTA_DST, dst)
-    return (
-        RTM_NEWROUTE,
+        return (RTM_DELROUTE, 0, head + dst), dst, prefix_len
+    message = (RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, head + dst + _next_hops(family, next_hops))
+    return message, dst, prefix_len
+
+
+RouteShape = tuple[int, int, int, tuple[tuple[str, int], ...]]
+"""(table, protocol, prefix length, next hops) of a route: all of it but its destination."""
+WrittenRoutes = dict[bytes, tuple[RouteShape, KernelRoute]]
+"""IPv4 routes written, by destination address: their shape and the route (for the read-back)."""
+
+
+def route_messages(
+    ops: Sequence[tuple[str, KernelRoute | KernelRule]],
+) -> tuple[list[Message], WrittenRoutes]:
+    """The messages of ``ops`` (action, route or rule), and the IPv4 routes they replace by destination
+    address (one the same address in two tables is left out: the read-back decodes those)."""
+    messages: list[Message] = []
+    written: WrittenRoutes = {}
+    clashes: set[bytes] = set()
+    pton, inet, v4_dst, replace = (
+        socket.inet_pton,
+        socket.AF_INET,
+        _DST_HEADER[32],
         NLM_F_CREATE | NLM_F_REPLACE,
-        head + _nla(RTA_DST, dst) + _next_hops(family, next_hops),
     )
+    for action, obj in ops:
+        if isinstance(obj, KernelRule):
+            messages.append(rule_message(action, obj))
+            continue
+        address, _, length = obj.destination.partition("/")
+        if action == "replace" and length == "32" and ":" not in address:  # an IPv4 host route, inline
+            dst, prefix_len = pton(inet, address), 32
+            head = _route_head(inet, 32, obj.protocol, obj.table)
+            messages.append(
+                (RTM_NEWROUTE, replace, b"".join((head, v4_dst, dst, _next_hops(inet, obj.next_hops))))
+            )
+        else:
+            message, dst, prefix_len = _route_message(
+                action, obj.destination, obj.next_hops, obj.protocol, obj.table
+            )
+            messages.append(message)
+        if action == "replace" and len(dst) == 4:
+            if dst in written:
+                clashes.add(dst)
+            written[dst] = ((obj.table, obj.protocol, prefix_len, obj.next_hops), obj)
+    for dst in clashes:
+        del written[dst]
+    return messages, written
+
+
+_DST_HEADER = {32: _ATTR.pack(8, RTA_DST), 128: _ATTR.pack(20, RTA_DST)}
+_FULL_LENGTH = {32: "32", 128: "128"}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -840,6 +1005,10 @@ NFTA_SET_ELEM_USERDATA, NFTA_SET_ELEM_KEY_END = 6, 10
 NFTA_DATA_VALUE = 1
 NLA_F_NESTED = 0x8000
 NFTNL_UDATA_SET_ELEM_COMMENT = 0
+_VALUE_KINDS = frozenset((NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_KEY_END, NFTA_SET_ELEM_DATA))
+_RECORD_KEY_DUMPED = _ATTR.pack(20, NFTA_SET_ELEM_KEY) + _ATTR.pack(16, NFTA_DATA_VALUE)
+"""The headers of a 12-byte key as the kernel dumps them (no NESTED flag): the first attribute of
+every item record, read without the loop."""
 ELEMENTS_PER_MESSAGE = 256
 """Elements per NEWSETELEM/DELSETELEM message: a refused message names its first element."""
 
@@ -859,10 +1028,18 @@ class ElementWrite(NamedTuple):
     timeout_ms: int | None = None
 
 
-def _element_attrs(write: ElementWrite) -> bytes:
+EncodedWrite = tuple[str, str, bytes]
+"""One element of an nf_tables transaction: (``add`` or ``delete``, set name, its NFTA_LIST_ELEM
+attributes already encoded: see :func:`element_attrs`), what :meth:`NftWriter.encoded_transaction`
+batches (a plain tuple: an apply makes one per element it writes)."""
+
+
+def element_attrs(write: ElementWrite) -> bytes:
     """The attributes of one NFTA_LIST_ELEM (built with as few concatenations as the format allows: an
     apply encodes one per element it writes)."""
     action, _, key, key_end, data, comment, timeout_ms = write
+    if key_end is None and data is None and len(key) == 12:  # an item record: the bulk of every write
+        return record_attrs(action, key, comment, timeout_ms)
     parts = [_value_attr(NFTA_SET_ELEM_KEY, key)]
     if key_end is not None:
         parts.append(_value_attr(NFTA_SET_ELEM_KEY_END, key_end))
@@ -891,6 +1068,63 @@ def _value_attr(kind: int, value: bytes) -> bytes:
 
 
 _TIMEOUT_HEADER = _ATTR.pack(12, NFTA_SET_ELEM_TIMEOUT)
+_KEY12_HEADER = _ATTR.pack(20, NFTA_SET_ELEM_KEY | NLA_F_NESTED) + _ATTR.pack(16, NFTA_DATA_VALUE)
+
+
+def record_add(key: bytes, comment: str, timeout_ms: int | None) -> tuple[bytes, bytes]:
+    """(:func:`record_attrs`, :func:`element_signature`) of adding an item record, the comment
+    encoded once for both."""
+    timeout = b"" if timeout_ms is None else _TIMEOUT_HEADER + _BE64.pack(timeout_ms)
+    if not comment:
+        return _KEY12_HEADER + key + timeout, _MASKS[0] + key
+    text = comment.encode()
+    udata = bytes((NFTNL_UDATA_SET_ELEM_COMMENT, len(text) + 1)) + text + b"\0"
+    size = len(udata)
+    header = _ATTR.pack(4 + size, NFTA_SET_ELEM_USERDATA)
+    return b"".join((_KEY12_HEADER, key, timeout, header, udata, _PAD[-size & 3])), _MASKS[4] + key + udata
+
+
+def element_add(
+    key: bytes, key_end: bytes | None, data: bytes | None, comment: str, timeout_ms: int | None
+) -> tuple[bytes, bytes]:
+    """(:func:`element_attrs`, :func:`element_signature`) of adding an element, the comment encoded
+    once for both."""
+    parts = [_value_attr(NFTA_SET_ELEM_KEY, key)]
+    mask = 0
+    if key_end is not None:
+        parts.append(_value_attr(NFTA_SET_ELEM_KEY_END, key_end))
+        mask = 1
+    if data is not None:
+        parts.append(_value_attr(NFTA_SET_ELEM_DATA, data))
+        mask |= 2
+    if timeout_ms is not None:
+        parts.append(_TIMEOUT_HEADER + _BE64.pack(timeout_ms))
+    udata = b""
+    if comment:
+        text = comment.encode()
+        udata = bytes((NFTNL_UDATA_SET_ELEM_COMMENT, len(text) + 1)) + text + b"\0"
+        parts.append(_ATTR.pack(4 + len(udata), NFTA_SET_ELEM_USERDATA) + udata + _PAD[-len(udata) & 3])
+        mask |= 4
+    signature = b"".join((_MASKS[mask], key, key_end or b"", data or b"", udata))
+    return b"".join(parts), signature
+
+
+def record_attrs(action: str, key: bytes, comment: str, timeout_ms: int | None) -> bytes:
+    """:func:`element_attrs` of an element with a 12-byte key and no key end or data (an item record),
+    in one concatenation."""
+    if action == "delete":
+        return _KEY12_HEADER + key
+    timeout = b"" if timeout_ms is None else _TIMEOUT_HEADER + _BE64.pack(timeout_ms)
+    if not comment:
+        return _KEY12_HEADER + key + timeout
+    text = comment.encode()
+    size = len(text) + 3  # type and length bytes, the text, its NUL
+    header = _ATTR.pack(4 + size, NFTA_SET_ELEM_USERDATA) + bytes((NFTNL_UDATA_SET_ELEM_COMMENT, size - 2))
+    return b"".join((_KEY12_HEADER, key, timeout, header, text, _NUL_PADDED[-size & 3]))
+
+
+_NUL_PADDED = (b"\0", b"\0\0", b"\0\0\0", b"\0\0\0\0")
+"""A comment's NUL and the attribute's padding (0-3 bytes)."""
 
 
 _BE64 = struct.Struct(">Q")
@@ -913,26 +1147,31 @@ class NftWriter(NftReader):
         """Write ``writes`` in order (consecutive writes of one set and action share a message) in one
         transaction; returns None when committed, else (index of the first write of the first refused
         message, errno) and nothing is committed."""
+        encoded = [(w.action, w.set_name, element_attrs(w)) for w in writes]
+        return self.encoded_transaction(table, encoded, family)
+
+    def encoded_transaction(
+        self, table: str, writes: list[EncodedWrite], family: int = NFPROTO_INET
+    ) -> tuple[int, int] | None:
+        """:meth:`transaction` of writes whose attributes are encoded already."""
         messages: list[tuple[int, int, bytes]] = []  # (type, first write index, payload)
         table_attr = _nla(NFTA_SET_ELEM_LIST_TABLE, _cstr(table))
         start = 0
+        pack, list_elem = _ATTR.pack, NFTA_LIST_ELEM | NLA_F_NESTED
         while start < len(writes):
-            first = writes[start]
             end = start
             elements: list[bytes] = []
-            while (
-                end < len(writes)
-                and end - start < ELEMENTS_PER_MESSAGE
-                and writes[end].action == first.action
-                and writes[end].set_name == first.set_name
-            ):
-                body = _element_attrs(writes[end])  # every attribute is padded: so is the body
-                elements.append(_ATTR.pack(4 + len(body), NFTA_LIST_ELEM | NLA_F_NESTED) + body)
+            action, set_name, _ = writes[start]
+            stop = min(len(writes), start + ELEMENTS_PER_MESSAGE)
+            while end < stop:
+                this_action, this_set, body = writes[end]
+                if this_action != action or this_set != set_name:
+                    break
+                elements.append(pack(4 + len(body), list_elem))  # every attribute is padded: so is
+                elements.append(body)  # the body
                 end += 1
-            kind = NFT_MSG_NEWSETELEM if first.action == "add" else self._delete_kind()
-            payload = (
-                _NFGEN.pack(family, 0, 0) + table_attr + _nla(NFTA_SET_ELEM_LIST_SET, _cstr(first.set_name))
-            )
+            kind = NFT_MSG_NEWSETELEM if action == "add" else self._delete_kind()
+            payload = _NFGEN.pack(family, 0, 0) + table_attr + _nla(NFTA_SET_ELEM_LIST_SET, _cstr(set_name))
             payload += _nla(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, b"".join(elements))
             messages.append((kind, start, payload))
             start = end
@@ -943,7 +1182,7 @@ class NftWriter(NftReader):
             kinds = {kind for kind, _, _ in messages}
             if NFT_MSG_DESTROYSETELEM in kinds:  # an older kernel: plain deletes from now on
                 NftWriter.destroy = False
-                return self.transaction(table, writes, family)
+                return self.encoded_transaction(table, writes, family)
         return failure
 
     def _delete_kind(self) -> int:

@@ -15,9 +15,19 @@ import math
 import socket
 import struct
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-from netscaffold.backends.linux.netlink import ElementMsg, ElementRow, ElementWrite
+from netscaffold.backends.linux.netlink import (
+    ElementMsg,
+    ElementRow,
+    ElementWrite,
+    EncodedWrite,
+    WrittenRoutes,
+    element_add,
+    element_attrs,
+    record_add,
+    record_attrs,
+)
 from netscaffold.backends.linux.session import NamespaceSession
 from netscaffold.errors import BackendError
 from netscaffold.formats.render import nftables as nft_render
@@ -44,15 +54,21 @@ def read_node(
     *,
     routes: bool = True,
     sets: Iterable[str] | None = None,
+    written: Mapping[str, Mapping[bytes, KernelElement]] | None = None,
+    written_routes: WrittenRoutes | None = None,
 ) -> list[KernelObject]:
     """Every object of ours in the session's namespace (``devices``: the lab ports holding our classes),
     or only part of it: ``routes=False`` skips routes and policy rules, ``sets`` names the nft sets to
-    read (None: all of ours)."""
+    read (None: all of ours). ``written``: per set, elements just written by their
+    :func:`~netscaffold.backends.linux.netlink.element_signature`; an element the kernel holds with
+    the very bytes of one of them is that element (not decoded again: see :func:`written_signature`);
+    ``written_routes`` likewise for routes (see
+    :meth:`~netscaffold.backends.linux.netlink.NetlinkReader.kernel_routes`)."""
     nl = session.netlink
     try:
         objects: list[KernelObject] = []
         if routes:
-            objects += nl.kernel_routes(node, _OUR_PROTOCOLS)
+            objects += nl.kernel_routes(node, _OUR_PROTOCOLS, written_routes)
             objects += [
                 KernelRule(node, r.family, r.priority, r.fwmark, r.table, r.protocol)
                 for r in nl.rules(_OUR_PROTOCOLS)
@@ -65,29 +81,34 @@ def read_node(
                 objects += _filters(session, node, device, index[device])
     except OSError as exc:
         raise BackendError(f"cannot read namespace {session.netns}: {exc}", backend="linux") from None
-    objects += _elements(session, node, _SET_FIELDS if sets is None else set(sets))
+    objects += _elements(session, node, _SET_FIELDS if sets is None else set(sets), written or {})
     return objects
 
 
 def _classes(session: NamespaceSession, node: str, device: str, ifindex: int) -> list[KernelClass]:
     out = []
-    for msg in session.netlink.classes(ifindex, counters=False):
-        minor = msg.handle & 0xFFFF
-        if msg.kind != "htb" or msg.handle >> 16 != 1 or minor == ROOT_MINOR:
+    for handle, kind, rate, ceil in session.netlink.class_rows(ifindex):
+        minor = handle & 0xFFFF
+        if kind != "htb" or handle >> 16 != 1 or minor == ROOT_MINOR:
             continue  # the root class holds the link capacity: the lab's, not a plan's
-        out.append(KernelClass(node, device, minor, msg.rate_bytes_s, msg.ceil_bytes_s))
+        out.append(KernelClass(node, device, minor, rate, ceil))
     return out
 
 
 def _filters(session: NamespaceSession, node: str, device: str, ifindex: int) -> list[KernelFilter]:
     out = []
-    for msg in session.netlink.u32_filters(ifindex, _ROOT_QDISC):
-        if msg.priority != FILTER_PRIORITY or msg.handle >> 20 != _U32_NODE_TABLE or msg.classid >> 16 != 1:
+    for handle, priority, classid, keys in session.netlink.u32_rows(ifindex, _ROOT_QDISC):
+        if priority != FILTER_PRIORITY or handle >> 20 != _U32_NODE_TABLE or classid >> 16 != 1:
             continue
-        minor = msg.handle & 0xFFF
-        if minor == 0 or minor != msg.classid & 0xFFFF:
+        minor = handle & 0xFFF
+        if minor == 0 or minor != classid & 0xFFFF:
             continue
-        out.append(_u32_filter(node, device, minor, dict(msg.keys)))
+        if len(keys) == 3:  # what we write for IPv4: the version nibble, source, destination
+            (version_at, version), (src_at, src), (dst_at, dst) = keys
+            if (version_at, src_at, dst_at) == (0, 12, 16) and version >> 28 == 4:
+                out.append(KernelFilter(node, device, minor, 4, _host4(src), _host4(dst)))
+                continue
+        out.append(_u32_filter(node, device, minor, dict(keys)))
     return out
 
 
@@ -115,16 +136,22 @@ _SET_FIELDS: dict[str, tuple[str, ...]] = {
 _RECORD_FIELDS = _SET_FIELDS[nft_render.RECORD_SET]
 
 
-def _elements(session: NamespaceSession, node: str, sets: Iterable[str]) -> list[KernelElement]:
+def _elements(
+    session: NamespaceSession,
+    node: str,
+    sets: Iterable[str],
+    written: Mapping[str, Mapping[bytes, KernelElement]],
+) -> list[KernelElement]:
     out: list[KernelElement] = []
     for set_name in sets:
         fields = _SET_FIELDS.get(set_name)
         if fields is None:
             continue  # not a set of ours
         try:
-            rows = session.nftnl.element_rows(nft_render.TABLE, set_name)
+            found, rows = session.nftnl.known_elements(nft_render.TABLE, set_name, written.get(set_name, {}))
         except BackendError:
             return []  # no table of ours (yet): nothing of ours in nft
+        out += found
         if fields == _RECORD_FIELDS:
             out.extend(_records(node, set_name, rows))
         else:
@@ -212,34 +239,93 @@ INTERVAL_SETS = frozenset(name for name, fields in _SET_FIELDS.items() if fields
 
 def element_write(action: str, element: KernelElement) -> ElementWrite:
     """The bytes the kernel stores for ``element`` (the inverse of :func:`_element`), for a write."""
+    low, high, data = _element_bytes(element)
+    timeout_ms = None if element.timeout_s is None else element.timeout_s * 1000
+    return ElementWrite(action, element.set_name, low, high, data, element.comment, timeout_ms)
+
+
+def _element_bytes(element: KernelElement) -> tuple[bytes, bytes | None, bytes | None]:
+    """(key, key end in an interval set, map data) as the kernel stores them."""
     fields = _SET_FIELDS.get(element.set_name)
     if fields is None or len(fields) != len(element.key):
         fields = ("mark",) * len(element.key)  # not one of our sets: the kernel will refuse it by name
     if fields == _RECORD_FIELDS and all(type(part) is int for part in element.key):
         low = high = _record_key(element.key)  # item records: the bulk of every write
     else:
-        low, high = b"", b""
+        lows, highs = [], []
         for kind, part in zip(fields, element.key, strict=True):
             lo, hi = _field_bytes(kind, part)
-            low += lo
-            high += hi
-    timeout_ms = None if element.timeout_s is None else element.timeout_s * 1000
+            lows.append(lo)
+            highs.append(hi)
+        low, high = b"".join(lows), b"".join(highs)
     data = None if element.value is None else element.value.to_bytes(4, sys.byteorder)
-    return ElementWrite(
-        action,
-        element.set_name,
-        low,
-        high if element.set_name in INTERVAL_SETS else None,
-        data,
-        element.comment,
-        timeout_ms,
-    )
+    return low, high if element.set_name in INTERVAL_SETS else None, data
+
+
+def encoded_element(action: str, element: KernelElement) -> tuple[EncodedWrite, bytes | None]:
+    """:func:`element_write` with its attributes encoded, and :func:`written_signature` (None for a
+    delete)."""
+    writes, written = encoded_elements([(action, element)])
+    signatures = written.get(element.set_name, {})
+    return writes[0], next(iter(signatures), None)
+
+
+def encoded_elements(
+    ops: Sequence[tuple[str, KernelElement]],
+) -> tuple[list[EncodedWrite], dict[str, dict[bytes, KernelElement]]]:
+    """The writes of ``ops`` (action, element) with their attributes encoded (item records straight
+    from key, comment and timeout: no :class:`ElementWrite` in between), and per set the elements
+    added by :func:`written_signature` (where there is one)."""
+    writes: list[EncodedWrite] = []
+    written: dict[str, dict[bytes, KernelElement]] = {}
+    record_set, pack = nft_render.RECORD_SET, _MARKS.pack
+    for action, element in ops:
+        set_name, key, comment = element.set_name, element.key, element.comment
+        if set_name == record_set and len(key) == 3 and element.value is None:
+            try:
+                key_bytes = pack(*key)
+            except (struct.error, TypeError):
+                key_bytes = _record_key(key)  # raises, naming the key
+            timeout_ms = None if element.timeout_s is None else element.timeout_s * 1000
+            if action != "add":
+                writes.append((action, set_name, record_attrs(action, key_bytes, comment, timeout_ms)))
+                continue
+            attributes, signature = record_add(key_bytes, comment, timeout_ms)
+            writes.append((action, set_name, attributes))
+            if "\0" not in comment:
+                written.setdefault(set_name, {})[signature] = element
+            continue
+        if action != "add":
+            writes.append((action, set_name, element_attrs(element_write(action, element))))
+            continue
+        key_bytes, key_end, data = _element_bytes(element)
+        timeout_ms = None if element.timeout_s is None else element.timeout_s * 1000
+        attributes, signature = element_add(key_bytes, key_end, data, comment, timeout_ms)
+        writes.append((action, set_name, attributes))
+        if set_name in _EXACT_SETS and "\0" not in comment:
+            written.setdefault(set_name, {})[signature] = element
+    return writes, written
+
+
+_EXACT_SETS = frozenset(
+    name for name, fields in _SET_FIELDS.items() if not any(kind == "ip6" for kind in fields)
+)
+"""Sets whose elements read back exactly as rendered (their decoding inverts the encoding for every key
+the renderers make): records (numbers) and the IPv4 sets. An IPv6 key may be spelled otherwise when
+decoded (an IPv4-mapped address, say), which the read-back must go on reporting."""
+
+
+def written_signature(action: str, element: KernelElement) -> bytes | None:
+    """The signature by which a read-back recognises ``element`` as written (None: decode it instead):
+    equal signatures mean the kernel holds the key, key end, data and comment the write sent, and for
+    these sets decoding them gives back the element's own key, value and comment."""
+    return encoded_element(action, element)[1]
 
 
 def _record_key(key: tuple[str | int, ...]) -> bytes:
     try:
         return _MARKS.pack(*key)
-    except struct.error as exc:
+    except (struct.error, TypeError) as exc:
         raise BackendError(f"cannot encode {key!r} as a record key: {exc}", backend="linux") from None
 
 

@@ -28,19 +28,28 @@ def kernel_route(route: Route, gateways: Mapping[str, str], *, table: int = MAIN
     """The kernel form of ``route``; ``gateways`` maps a next-hop node to its address facing the device."""
     next_hops = route.next_hops
     if len(next_hops) == 1 and next_hops[0].via in gateways:  # the common case, without lists
-        hops: tuple[tuple[str, int], ...] = ((gateways[next_hops[0].via], 1),)
+        hops = _one_hop(gateways[next_hops[0].via])
     else:
-        missing = [hop.via for hop in next_hops if hop.via not in gateways]
-        if missing:
-            raise PlanError(
-                f"no link from {route.device!r} to next hop(s) {missing}", element=route.describe()
-            )
-        hops = _weighted_hops(
-            tuple(gateways[hop.via] for hop in next_hops), tuple(hop.weight for hop in next_hops)
-        )
+        addresses, weights = [], []
+        for hop in next_hops:  # one loop, not a comprehension per list (each is a call)
+            address = gateways.get(hop.via)
+            if address is None:
+                missing = [hop.via for hop in next_hops if hop.via not in gateways]
+                raise PlanError(
+                    f"no link from {route.device!r} to next hop(s) {missing}", element=route.describe()
+                )
+            addresses.append(address)
+            weights.append(hop.weight)
+        hops = _weighted_hops(tuple(addresses), tuple(weights))
     return KernelRoute(
         route.device, table, canonical_prefix(route.destination), ROUTE_PROTOCOLS[route.origin], hops
     )
+
+
+@lru_cache(maxsize=1 << 12)
+def _one_hop(gateway: str) -> tuple[tuple[str, int], ...]:
+    """The next hops of a route through one gateway (shared: a node has a handful of gateways)."""
+    return ((gateway, 1),)
 
 
 @lru_cache(maxsize=1 << 14)

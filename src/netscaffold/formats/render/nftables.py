@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from netscaffold.errors import PlanError
 from netscaffold.formats.render.objects import KernelElement, canonical_prefix
-from netscaffold.model.config import FirewallRule, Origin
+from netscaffold.model.config import FirewallRule, ItemKey, Origin
 
 TABLE = "netscaffold"
 FAMILY = "inet"
@@ -25,13 +25,22 @@ RECORD_SET = "items"
 """Item records (see :mod:`netscaffold.formats.render.records`): (hash high, hash low, chunk) -> comment."""
 MAX_TIMEOUT_S = 2_000_000  # about 23 days: longer kernel timeouts overflow; expire() removes the rest
 _PROTO_NUMBERS = {"tcp": 6, "udp": 17}
+_ORIGIN_VALUES = {origin: origin.value for origin in Origin}
+"""``origin.value`` without the enum's attribute machinery (a comment per permit)."""
 _ICMP = {4: 1, 6: 58}
 
 Json = dict[str, Any]
 
 
 def set_name(action: str, family: int) -> str:
-    return f"{'permit' if action == 'accept' else 'deny'}{family}"
+    return _SET_NAMES.get((action, family)) or f"{'permit' if action == 'accept' else 'deny'}{family}"
+
+
+_SET_NAMES = {
+    (action, family): f"{kind}{family}"
+    for action, kind in (("accept", "permit"), ("drop", "deny"))
+    for family in (4, 6)
+}
 
 
 def circuit_map(family: int) -> str:
@@ -121,7 +130,7 @@ def timeout_for(expires_at: float | None, now_s: float) -> int | None:
 def item_comment(kind: str, ident: str, origin: Origin, expires_at: float | None) -> str:
     """What an element carries back from the kernel: whose it is, its origin and its expiry."""
     expiry = "" if expires_at is None else repr(expires_at)
-    comment = f"{kind}|{ident}|{origin.value}|{expiry}"
+    comment = f"{kind}|{ident}|{_ORIGIN_VALUES[origin]}|{expiry}"
     if len(comment) > 128:
         raise PlanError("identity too long for an nft element comment (128 bytes)", element=ident)
     return comment
@@ -149,9 +158,9 @@ def _freeze(part: str | Json | int) -> str | int:
     return part
 
 
-@lru_cache(maxsize=65536)
 def _version(prefix: str) -> int:
-    return 6 if ":" in canonical_prefix(prefix) else 4
+    """4 or 6 (of a prefix the model has validated: a ``:`` only in IPv6, as ``canonical_prefix`` tells)."""
+    return 6 if ":" in prefix else 4
 
 
 @lru_cache(maxsize=65536)
@@ -166,22 +175,31 @@ def rule_families(rule: FirewallRule) -> list[int]:
     return sorted(families) or [4, 6]
 
 
-def firewall_elements(rule: FirewallRule, now_s: float) -> list[KernelElement]:
-    """One element per address family the rule covers (a rule without addresses covers both)."""
+def firewall_elements(
+    rule: FirewallRule, now_s: float, *, item_key: ItemKey | None = None
+) -> list[KernelElement]:
+    """One element per address family the rule covers (a rule without addresses covers both); ``item_key``:
+    ``rule.key`` where the caller has it (the property builds it on every call)."""
     m = rule.match
-    ident = "/".join(str(part) for part in rule.key[2:])
-    comment = item_comment("fw", ident, rule.origin, rule.expires_at)
+    key = rule.key if item_key is None else item_key
+    comment = item_comment("fw", "/".join(key[2:]), rule.origin, rule.expires_at)
+    timeout = timeout_for(rule.expires_at, now_s)
+    port: str | int = m.dst_port if m.dst_port is not None else "0-65535"
+    src, dst, proto_name = m.src, m.dst, m.proto
+    if src and dst and (":" in src) == (":" in dst):  # the common case: one family, from the addresses
+        families = [6 if ":" in src else 4]
+    else:
+        families = rule_families(rule)  # (which raises for mixed families)
     out = []
-    for family in rule_families(rule):
+    for family in families:
         proto: str | int
-        if m.proto is None:
+        if proto_name is None:
             proto = "0-255"
         else:
-            proto = _ICMP[family] if m.proto == "icmp" else _PROTO_NUMBERS[m.proto]
-        port: str | int = m.dst_port if m.dst_port is not None else "0-65535"
-        key = (_frozen_interval(m.src, family), _frozen_interval(m.dst, family), proto, port)
-        timeout = timeout_for(rule.expires_at, now_s)
-        out.append(KernelElement(rule.device, set_name(rule.action, family), key, None, comment, timeout))
+            proto = _ICMP[family] if proto_name == "icmp" else _PROTO_NUMBERS[proto_name]
+        element_key = (_frozen_interval(src, family), _frozen_interval(dst, family), proto, port)
+        name = _SET_NAMES[rule.action, family]
+        out.append(KernelElement(rule.device, name, element_key, None, comment, timeout))
     return out
 
 

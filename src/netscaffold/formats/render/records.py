@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import struct
 from collections import defaultdict
 from collections.abc import Iterable
 from functools import lru_cache
@@ -41,8 +43,15 @@ _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def key_hash(key: ItemKey) -> tuple[int, int]:
-    digest = hashlib.blake2b("\x1f".join(key).encode(), digest_size=8).digest()
-    return int.from_bytes(digest[:4], "big"), int.from_bytes(digest[4:], "big")
+    """(high, low) 32 bits of the 8-byte BLAKE2b of the key's parts joined by US (0x1f)."""
+    digest = _BLAKE2B_8.copy()  # a copy of an empty state: a third of the constructor's cost
+    digest.update("\x1f".join(key).encode())
+    high, low = _HASH_WORDS.unpack(digest.digest())
+    return high, low
+
+
+_BLAKE2B_8 = hashlib.blake2b(digest_size=8)
+_HASH_WORDS = struct.Struct(">II")
 
 
 def encode_item(item: ConfigItem) -> list[Any]:
@@ -81,9 +90,78 @@ def decode_item(data: list[Any]) -> ConfigItem:
     raise ValidationError(f"unknown record kind {kind!r}", element=f"record {data!r:.80}")
 
 
+def record_text(item: ConfigItem) -> str:
+    """The record of ``item`` as compact JSON (``encode_item`` through ``json``; a route's written
+    directly, the same text: an apply of 5,000 new routes encodes 5,000 records)."""
+    text = None
+    if type(item) is Route:
+        text = _route_text(item)
+    elif type(item) is FirewallRule:
+        text = _firewall_text(item)
+    return _COMPACT_JSON.encode(encode_item(item)) if text is None else text
+
+
+def _route_text(route: Route) -> str | None:
+    """``encode_item(route)`` as ``json`` writes it, or None where a value is not a plain str, finite
+    float, int or None (then ``json`` itself writes it)."""
+    hops = [_hop_text(hop.via, hop.weight) for hop in route.next_hops]
+    if None in hops:
+        return None
+    expires = "null" if route.expires_at is None else _number(route.expires_at)
+    if expires is None or type(route.device) is not str or type(route.destination) is not str:
+        return None
+    origin = _ORIGIN[route.origin]
+    return (
+        f'["r",{_string(route.device)},{_string(route.destination)},[{",".join(hops)}],"{origin}",{expires}]'  # type: ignore[arg-type]
+    )
+
+
+def _firewall_text(rule: FirewallRule) -> str | None:
+    """``encode_item(rule)`` as ``json`` writes it, or None (as :func:`_route_text`)."""
+    m = rule.match
+    src, dst, proto = m.src, m.dst, m.proto
+    if type(rule.device) is not str or type(rule.action) is not str:
+        return None
+    for value in (src, dst, proto):
+        if value is not None and type(value) is not str:
+            return None
+    port = "null" if m.dst_port is None else _number(m.dst_port)
+    expires = "null" if rule.expires_at is None else _number(rule.expires_at)
+    if port is None or expires is None:
+        return None
+    src_text = "null" if src is None else _string(src)
+    dst_text = "null" if dst is None else _string(dst)
+    proto_text = "null" if proto is None else _string(proto)
+    head = f'["f",{_string(rule.device)},{src_text},{dst_text},{proto_text},{port}'
+    return f'{head},{_string(rule.action)},"{_ORIGIN[rule.origin]}",{expires}]'
+
+
+@lru_cache(maxsize=1 << 14, typed=True)
+def _hop_text(via: object, weight: object) -> str | None:
+    """``[via,weight]`` as ``json`` writes it, or None (a pure function of its arguments, which the routes
+    of a node share: a few gateways and weights; weights are > 0, so 0.0 and -0.0 never meet here)."""
+    number = _number(weight)
+    if number is None or type(via) is not str:
+        return None
+    return f"[{_string(via)},{number}]"
+
+
+def _number(value: object) -> str | None:
+    """A number as ``json`` writes it (``float.__repr__``, ``int.__repr__``); None for anything else."""
+    if type(value) is float:
+        return float.__repr__(value) if math.isfinite(value) else None
+    if type(value) is int:
+        return int.__repr__(value)
+    return None
+
+
+_string = json.encoder.encode_basestring_ascii
+"""A str as ``json`` writes it by default (quoted, non-ASCII escaped)."""
+
+
 def record_elements(item: ConfigItem, timeout_s: int | None) -> list[KernelElement]:
     """The elements holding ``item``'s record, on its first device."""
-    text = _COMPACT_JSON.encode(encode_item(item))
+    text = record_text(item)
     high, low = key_hash(item.key)
     node = item.devices()[0]
     if len(text) <= CHUNK_CHARS:  # most records (a route through two next hops fits in one chunk)
