@@ -114,6 +114,9 @@ def test_items_checked_against_topology(line: Topology) -> None:
     unknown = FirewallRule("nowhere", FlowMatch(), "accept")
     with pytest.raises(PlanError, match="unknown node"):
         Plan.between(NetworkConfig(), NetworkConfig.of([unknown])).validate(line)
+    lost = Route("nowhere", "198.18.0.2/32", (NextHop("h1"),))
+    with pytest.raises(PlanError, match=r"route 198.18.0.2/32 on nowhere: node 'nowhere': unknown node"):
+        Plan.between(NetworkConfig(), NetworkConfig.of([lost])).validate(line)
 
 
 def test_stale_update_is_refused() -> None:

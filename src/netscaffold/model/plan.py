@@ -155,9 +155,12 @@ class Plan:
 
     def apply_to(self, config: NetworkConfig) -> NetworkConfig:
         """The config after this plan (pure). A stale plan raises :class:`PlanError`."""
+        return self._apply_to(config, [op.item.key for op in self.ops])
+
+    def _apply_to(self, config: NetworkConfig, keys: list[ItemKey]) -> NetworkConfig:
+        """:meth:`apply_to` with each op's item key given (``keys[i]`` of ``ops[i]``)."""
         items = dict(config.items)
-        for op in self.ops:
-            key = op.item.key
+        for op, key in zip(self.ops, keys, strict=True):
             present = items.get(key)
             if op.kind is OpKind.ADD:
                 if present is not None and present != op.item:
@@ -194,8 +197,9 @@ class Plan:
         base = current if current is not None else NetworkConfig()
         if not self.allow_confirmed_changes:
             self._check_confirmed_untouched()
-        result = self.apply_to(base)
-        touched = {op.item.key for op in self.ops if op.kind is not OpKind.REMOVE}
+        keys = [op.item.key for op in self.ops]  # a key is built per call: once here
+        result = self._apply_to(base, keys)
+        touched = {key for op, key in zip(self.ops, keys, strict=True) if op.kind is not OpKind.REMOVE}
         self._check_items(topology)
         _check_link_commitment(result, topology, budget, touched)
         if budget is not None:
@@ -213,9 +217,20 @@ class Plan:
         self._check_items(topology)
 
     def _check_items(self, topology: Topology) -> None:
+        nodes, links = topology.nodes, topology.links
         for op in self.ops:
-            if op.kind is not OpKind.REMOVE:
-                _check_against_topology(op.item, topology)
+            if op.kind is OpKind.REMOVE:
+                continue
+            item = op.item
+            # the common cases checked inline; anything else (and every refusal) by the full check,
+            # which names what is wrong
+            if type(item) is Route:
+                device = item.device
+                if device in nodes and all((device, hop.via) in links for hop in item.next_hops):
+                    continue
+            elif type(item) is FirewallRule and item.device in nodes:
+                continue
+            _check_against_topology(item, topology)
 
     def _check_confirmed_untouched(self) -> None:
         for op in self.ops:
