@@ -31,7 +31,6 @@ from netscaffold.backends.linux.readback import (
     read_node,
     written_signature,
 )
-from netscaffold.backends.protocol import ManualClock
 from netscaffold.errors import PlanError
 from netscaffold.formats.render import desired, nftables, records
 from netscaffold.formats.render import tc as tc_render
@@ -52,7 +51,7 @@ from netscaffold.model import FirewallRule, FlowMatch, NetworkConfig, NextHop, O
 from netscaffold.model.events import RouteUpdate
 
 from .test_linux_backend import scaffold
-from .test_linux_common import skip_without_facilities, small_topology, unique_lab, veth_namespace
+from .test_linux_common import small_lab, small_topology, veth_namespace
 
 _OBJECTS: list[KernelObject] = [
     KernelRoute("r1", 254, "198.18.0.2/32", 202, (("198.19.0.3", 85), ("198.19.0.5", 256))),
@@ -344,12 +343,8 @@ def test_route_messages_are_the_single_messages_with_what_they_write() -> None:
 
 @pytest.fixture
 def backend() -> Iterator[LinuxBackend]:
-    skip_without_facilities()
-    be = LinuxBackend(small_topology(), lab=unique_lab("ln"), clock=ManualClock())
-    try:
+    with small_lab("ln") as be:
         yield be
-    finally:
-        be.close()
 
 
 @pytest.mark.root

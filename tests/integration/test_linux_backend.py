@@ -13,7 +13,6 @@ from netscaffold.backends.linux import tools
 from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.converge import Step
 from netscaffold.backends.linux.faults import FaultMode, fault_at
-from netscaffold.backends.protocol import ManualClock
 from netscaffold.errors import BackendError, PlanError
 from netscaffold.model import (
     FirewallRule,
@@ -27,19 +26,15 @@ from netscaffold.model import (
     VirtualCircuit,
 )
 
-from .test_linux_common import skip_without_facilities, small_topology, unique_lab
+from .test_linux_common import small_lab
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture
 def backend() -> Iterator[LinuxBackend]:
-    skip_without_facilities()
-    be = LinuxBackend(small_topology(), lab=unique_lab("b"), clock=ManualClock())
-    try:
+    with small_lab("b") as be:
         yield be
-    finally:
-        be.close()
 
 
 def scaffold(expires_at: float = 30.0) -> NetworkConfig:

@@ -1,5 +1,6 @@
-"""Shared helpers of the Linux integration tests: a small topology, uniquely named labs, and a bare
-namespace with one veth pair for tests that talk netlink directly."""
+"""Shared helpers of the Linux integration tests: a small topology, uniquely named labs (and a lab of the
+small topology, torn down afterwards), and a bare namespace with one veth pair for tests that talk netlink
+directly."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from contextlib import contextmanager
 import pytest
 
 from netscaffold.backends.linux import tools
+from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.session import NamespaceSession
+from netscaffold.backends.protocol import Clock, ManualClock
 from netscaffold.formats.render import tc as tc_render
 from netscaffold.model import Endpoint, Link, Node, NodeKind, Topology
 
@@ -64,6 +67,18 @@ def veth_namespace(
 
 def unique_lab(prefix: str = "t") -> str:
     return f"{prefix}{os.getpid() % 100000}x{next(_COUNTER)}"
+
+
+@contextmanager
+def small_lab(prefix: str, clock: Clock | None = None) -> Iterator[LinuxBackend]:
+    """A lab of :func:`small_topology` named from ``prefix`` (skipped where the facilities are absent),
+    torn down afterwards, also on failure."""
+    skip_without_facilities()
+    backend = LinuxBackend(small_topology(), lab=unique_lab(prefix), clock=clock or ManualClock())
+    try:
+        yield backend
+    finally:
+        backend.close()
 
 
 def small_topology() -> Topology:

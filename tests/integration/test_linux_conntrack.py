@@ -12,20 +12,17 @@ import pytest
 
 from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.conntrack import ConntrackMonitor, FlowStart
-from netscaffold.backends.protocol import ManualClock
 from netscaffold.model import NetworkConfig, NextHop, Plan, Route
 from netscaffold.model.events import FlowRequest
 
-from .test_linux_common import skip_without_facilities, small_topology, unique_lab
+from .test_linux_common import small_lab
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture
 def backend() -> Iterator[LinuxBackend]:
-    skip_without_facilities()
-    be = LinuxBackend(small_topology(), lab=unique_lab("ct"), clock=ManualClock())
-    try:
+    with small_lab("ct") as be:
         routes = [
             Route("h1", "198.18.0.2/32", (NextHop("r1"),)),
             Route("r1", "198.18.0.2/32", (NextHop("r2"),)),
@@ -36,8 +33,6 @@ def backend() -> Iterator[LinuxBackend]:
         ]
         be.apply(Plan.between(NetworkConfig(), NetworkConfig.of(routes)))
         yield be
-    finally:
-        be.close()
 
 
 def _send_udp(backend: LinuxBackend, port: int, count: int = 1) -> None:

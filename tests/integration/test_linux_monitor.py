@@ -11,20 +11,15 @@ import pytest
 from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.monitor import RouteMonitor
 from netscaffold.backends.linux.netlink import RTM_NEWROUTE, route_at, route_message
-from netscaffold.backends.protocol import ManualClock
 from netscaffold.model import NetworkConfig, NextHop, Plan, Route
 
-from .test_linux_common import skip_without_facilities, small_topology, unique_lab
+from .test_linux_common import small_lab
 
 
 @pytest.fixture
 def backend() -> Iterator[LinuxBackend]:
-    skip_without_facilities()
-    be = LinuxBackend(small_topology(), lab=unique_lab("m"), clock=ManualClock())
-    try:
+    with small_lab("m") as be:
         yield be
-    finally:
-        be.close()
 
 
 def _routes(count: int) -> NetworkConfig:

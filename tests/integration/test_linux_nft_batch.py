@@ -14,11 +14,10 @@ from netscaffold.backends.linux import netlink, tools
 from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.converge import Step
 from netscaffold.backends.linux.readback import _element, element_write, read_node
-from netscaffold.backends.protocol import ManualClock
 from netscaffold.formats.render import nftables as nft_render
 from netscaffold.formats.render.objects import KernelElement
 
-from .test_linux_common import skip_without_facilities, small_topology, unique_lab
+from .test_linux_common import small_lab
 
 _SETS = {"permit4": 4, "deny6": 6}
 
@@ -75,12 +74,8 @@ def test_a_delete_carries_the_key_only() -> None:
 
 @pytest.fixture
 def backend() -> Iterator[LinuxBackend]:
-    skip_without_facilities()
-    be = LinuxBackend(small_topology(), lab=unique_lab("n"), clock=ManualClock())
-    try:
+    with small_lab("n") as be:
         yield be
-    finally:
-        be.close()
 
 
 def _permits(count: int) -> list[KernelElement]:

@@ -12,9 +12,8 @@ import pytest
 
 from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.processes import LabProcesses
-from netscaffold.backends.protocol import ManualClock
 
-from .test_linux_common import skip_without_facilities, small_topology, unique_lab
+from .test_linux_common import small_lab
 
 pytestmark = pytest.mark.root
 
@@ -23,12 +22,8 @@ BUSY = "b = bytearray(64 << 20)\nimport time\nend = time.time() + 20\nwhile time
 
 @pytest.fixture
 def backend() -> Iterator[LinuxBackend]:
-    skip_without_facilities()
-    be = LinuxBackend(small_topology(), lab=unique_lab("pr"), clock=ManualClock())
-    try:
+    with small_lab("pr") as be:
         yield be
-    finally:
-        be.close()
 
 
 def test_processes_are_sampled_per_lab_node(backend: LinuxBackend) -> None:

@@ -31,19 +31,15 @@ from netscaffold.model import (
     Topology,
 )
 
-from .test_linux_common import skip_without_facilities, small_topology, unique_lab
+from .test_linux_common import skip_without_facilities, small_lab, unique_lab
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture
 def backend() -> Iterator[LinuxBackend]:
-    skip_without_facilities()
-    be = LinuxBackend(small_topology(), lab=unique_lab("q"), clock=WallClock())
-    try:
+    with small_lab("q", WallClock()) as be:
         yield be
-    finally:
-        be.close()
 
 
 def _udp(address: str, port: int) -> socket.socket:
