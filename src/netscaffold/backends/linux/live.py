@@ -223,14 +223,22 @@ class LiveLab:
                 self.first_packet_s.append((not missed, delay))
 
     def _controller_saw(self, src: str, dst: str, sent: float, latency: object) -> bool:
+        until = sent + (LOST_AFTER_S if latency is None else float(latency))  # type: ignore[arg-type]
+        return bool(self._misses_of(src, dst, sent, until))
+
+    def _misses_of(self, src: str, dst: str, since_s: float, until_s: float) -> list[int]:
+        """Indices in the controller's ``misses`` of the packets of ``src -> dst`` it held between
+        ``since_s`` and ``until_s`` (each widened by :data:`MISS_WINDOW_S`)."""
         controller = self.controller
         if controller is None:
-            return False
+            return []
         addresses = (self.topology.endpoints[src].address, self.topology.endpoints[dst].address)
-        until = sent + (LOST_AFTER_S if latency is None else float(latency)) + MISS_WINDOW_S  # type: ignore[arg-type]
-        return any(
-            (a, b) == addresses and sent - MISS_WINDOW_S <= at <= until for a, b, at in controller.misses
-        )
+        since_s, until_s = since_s - MISS_WINDOW_S, until_s + MISS_WINDOW_S
+        return [
+            i
+            for i, (a, b, at) in enumerate(controller.misses)
+            if (a, b) == addresses and since_s <= at <= until_s
+        ]
 
     # -- the backend protocol -----------------------------------------------------------------------
     @property
@@ -288,17 +296,11 @@ class LiveLab:
     def _controller_held(self, src: str, dst: str, polled_s: float) -> float | None:
         """Seconds the controller held the pair's packet in the tick before ``polled_s``; None when it
         held none (the path was in place)."""
+        misses = self._misses_of(src, dst, polled_s - self.tick_s, polled_s)
         controller = self.controller
-        if controller is None:
-            return None
-        addresses = (self.topology.endpoints[src].address, self.topology.endpoints[dst].address)
-        since = polled_s - self.tick_s - MISS_WINDOW_S
-        held = [
-            seconds
-            for (a, b, at), seconds in zip(controller.misses, controller.held_s, strict=False)
-            if (a, b) == addresses and since <= at <= polled_s + MISS_WINDOW_S
-        ]
-        return held[0] if held else None
+        if not misses or controller is None or misses[0] >= len(controller.held_s):
+            return None  # nothing held, or the controller still holds it (its time is not known yet)
+        return controller.held_s[misses[0]]
 
     def performance(self) -> PerformanceSample:
         sample = self.lab.performance()
