@@ -184,14 +184,13 @@ class LstmForecaster(Forecaster):
             self.hyper["anchor_alpha"] = 1.0
             return
         picked = origins[:: max(1, origins.size // 512)]
-        scaled = scaler.standardise(history.values)
+        scaled = scaler.standardise(history.values[:split])  # every window and target ends before split
         steps = picked[:, None] + np.arange(-int(self.hyper["window"]), 0)[None, :]
         level = scaled[steps].astype(np.float64)  # [O, W, P]
         actual = history.values[picked[:, None] + np.arange(self.horizon)[None, :]]  # [O, H, P]
         scores = []
         for alpha in ANCHOR_ALPHA_GRID:
-            weights = self._spec_with(alpha).anchor_weights().astype(np.float64)
-            anchor = np.tensordot(weights, level, axes=([0], [1]))  # [O, P]
+            anchor = self._spec_with(alpha).anchor(level, axis=1)  # [O, P]
             point = np.expm1(np.clip(anchor * scaler.sd + scaler.mu, 0.0, scaler.max_log))
             scores.append(float(np.abs(point[:, None, :] - actual).sum() / max(np.abs(actual).sum(), 1e-12)))
         best = int(np.argmin(scores))

@@ -10,6 +10,7 @@ and any exogenous telemetry features of the pair.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -90,6 +91,16 @@ class FeatureSpec:
         weights: npt.NDArray[np.float64] = self.anchor_alpha * (1.0 - self.anchor_alpha) ** age
         return np.asarray(weights / weights.sum(), dtype=np.float32)
 
+    def anchor(self, level: npt.NDArray[Any], axis: int = -1) -> npt.NDArray[Any]:
+        """The anchor of windows whose steps run along ``axis`` of ``level``: its last step, or the
+        weighted mean of :meth:`anchor_weights` (in ``level``'s precision)."""
+        if self.anchor_alpha >= 1.0:
+            return np.asarray(np.take(level, -1, axis=axis))
+        weights = self.anchor_weights().astype(level.dtype, copy=False)
+        if axis in (-1, level.ndim - 1):
+            return np.asarray(level @ weights)
+        return np.tensordot(weights, level, axes=([0], [axis]))
+
     @property
     def min_context(self) -> int:
         return max(self.window, self.seasonal_lag + 1 if self.seasonal_lag else 0)
@@ -114,7 +125,7 @@ class FeatureSpec:
         """(sequence ``[B, W, F]``, static ``[B, S]``, last standardised value ``[B]``)."""
         steps = origins[:, None] + np.arange(-self.window, 0)[None, :]
         level = scaled[steps, pair_idx[:, None]]
-        last = level[:, -1] if self.anchor_alpha >= 1.0 else level @ self.anchor_weights()
+        last = self.anchor(level)
         angle = 2.0 * np.pi * series.time_of_day[steps]
         columns = [level - last[:, None], np.sin(angle), np.cos(angle)]
         if self.activity_flag:
@@ -141,7 +152,7 @@ class FeatureSpec:
         n_orig, n_pairs = origins.size, series.n_pairs
         steps = origins[:, None] + np.arange(-self.window, 0)[None, :]  # [O, W]
         level = scaled[steps].transpose(0, 2, 1)  # [O, P, W]
-        last = level[..., -1] if self.anchor_alpha >= 1.0 else level @ self.anchor_weights()
+        last = self.anchor(level)
         angle = 2.0 * np.pi * series.time_of_day[steps]  # [O, W]
         parts = [(level - last[..., None])[..., None]]
         if self.activity_flag:
@@ -164,7 +175,7 @@ class FeatureSpec:
         n_orig, n_pairs = origins.size, series.n_pairs
         steps = origins[None, :] + np.arange(-self.window, 0)[:, None]  # [W, O]
         level = scaled[steps]  # [W, O, P]
-        last = level[-1] if self.anchor_alpha >= 1.0 else np.tensordot(self.anchor_weights(), level, axes=1)
+        last = self.anchor(level, axis=0)
         sequence = np.empty((self.window, n_orig, n_pairs, len(self.sequence_names())), np.float32)
         np.subtract(level, last, out=sequence[..., 0])
         column = 1
