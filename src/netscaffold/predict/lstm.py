@@ -338,10 +338,16 @@ class LstmForecaster(Forecaster):
         # (an OpenMP team beside them would spin for cores that they hold)
         with torch_determinism(self.seed, 1 if on_cpu else self.hyper["threads"]):
             quantiles, activity = self._infer(series, origins, horizon, packed=True)
-        if self.activity_mix > 0.0:
-            counted = self.activity_counts.predict(series, origins, horizon)
-            activity = (1.0 - self.activity_mix) * activity + self.activity_mix * counted
+        activity = self.calibrated_activity(series, origins, activity)
         return Forecast(origins=origins, levels=self.levels, quantiles=quantiles, activity=activity)
+
+    def calibrated_activity(self, series: PairSeries, origins: IntArray, network: FloatArray) -> FloatArray:
+        """The network's activity ``[O, H, P]`` mixed with the transition counts at ``activity_mix``
+        (see :meth:`tune_activity_mix`); the network's own where the weight is 0."""
+        if self.activity_mix <= 0.0:
+            return network
+        counted = self.activity_counts.predict(series, origins, network.shape[1])
+        return (1.0 - self.activity_mix) * network + self.activity_mix * counted
 
     def _infer(
         self, series: PairSeries, origins: IntArray, horizon: int, *, packed: bool = False
