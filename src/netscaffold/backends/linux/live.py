@@ -48,7 +48,7 @@ import numpy as np
 from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.monitor import RouteMonitor
 from netscaffold.backends.linux.processes import LabProcesses, ProcessSample
-from netscaffold.backends.linux.reactive import ReactiveController
+from netscaffold.backends.linux.reactive import ReactiveController, canonical
 from netscaffold.backends.linux.traffic import (
     IPERF_PORT,
     LOST_AFTER_S,
@@ -232,7 +232,10 @@ class LiveLab:
         controller = self.controller
         if controller is None:
             return []
-        addresses = (self.topology.endpoints[src].address, self.topology.endpoints[dst].address)
+        addresses = (
+            canonical(self.topology.endpoints[src].address),
+            canonical(self.topology.endpoints[dst].address),
+        )
         since_s, until_s = since_s - MISS_WINDOW_S, until_s + MISS_WINDOW_S
         return [
             i

@@ -1,10 +1,11 @@
 """The reactive controller: queue-on-miss in the lab's routers, path installed in-process, packet released.
 
 Set-up per router (every node that is not a host): a chain of our nft table at prerouting (priority -300)
-marks IPv4 packets to the lab range whose destination has no route (``fib daddr oif missing``), and an
-iptables-nft rule (``mangle PREROUTING -m mark --mark M/M -j NFQUEUE --queue-bypass``; this kernel has no
-nft ``queue``) hands them to the controller. Hosts get a lab-range route via their first router (their
-default gateway, protocol :data:`GATEWAY_PROTOCOL`, not one of the backend's).
+marks packets to the lab ranges (IPv4 198.18.0.0/15, IPv6 fd00::/8) whose destination has no route
+(``fib daddr oif missing``), and an iptables-nft / ip6tables-nft rule (``mangle PREROUTING -m mark --mark
+M/M -j NFQUEUE --queue-bypass``; this kernel has no nft ``queue``) hands them to the controller, both
+families on the same queue. Hosts get a route to each lab range via their first router (their default
+gateway, protocol :data:`GATEWAY_PROTOCOL`, not one of the backend's).
 
 On a queued packet the controller finds the endpoints of its addresses, takes the shortest path between
 their hosts, renders the path as the backend would (routes both ways on every node but the last, a
@@ -47,6 +48,10 @@ MISS_MARK = 0x00010000
 QUEUE_NUM = 0
 GATEWAY_PROTOCOL = 204
 LAB_RANGE = "198.18.0.0/15"
+LAB_RANGE6 = "fd00::/8"
+LAB_RANGES = {4: LAB_RANGE, 6: LAB_RANGE6}
+_IPTABLES = {4: "iptables", 6: "ip6tables"}
+_NFT_PROTOCOL = {4: "ip", 6: "ip6"}
 MISS_CHAIN = "miss"
 _COMMENT = "netscaffold-reactive"
 
@@ -92,8 +97,10 @@ class ReactiveController:
         for node, netns in sorted(layout.namespaces.items()):
             if layout.topology.node(node).kind is not NodeKind.HOST:
                 self._miss_rules(netns, add=False)
-            elif layout.gateways(node, 4):
-                tools.ip_batch(netns, [f"route delete {LAB_RANGE} proto {GATEWAY_PROTOCOL}"])
+                continue
+            for family, lab_range in LAB_RANGES.items():
+                if layout.gateways(node, family):
+                    tools.ip_batch(netns, [f"route delete {lab_range} proto {GATEWAY_PROTOCOL}"])
 
     def __enter__(self) -> ReactiveController:
         return self.start()
@@ -102,55 +109,36 @@ class ReactiveController:
         self.stop()
 
     def _host_gateway(self, node: str) -> None:
-        gateways = self.backend.layout.gateways(node, 4)
-        if gateways:
-            session = self.backend.sessions.get(self.backend.layout.namespace(node))
-            session.netlink.replace_route(LAB_RANGE, gateways[min(gateways)], GATEWAY_PROTOCOL)
+        session = self.backend.sessions.get(self.backend.layout.namespace(node))
+        for family, lab_range in LAB_RANGES.items():
+            gateways = self.backend.layout.gateways(node, family)
+            if gateways:
+                session.netlink.replace_route(lab_range, gateways[min(gateways)], GATEWAY_PROTOCOL)
 
     def _miss_rules(self, netns: str, *, add: bool, firewall: bool = False) -> None:
-        """The miss chain; on a firewall also a rule queueing packets no permit accepts (a route to the
-        destination may exist for another source, and the firewall would drop them unseen)."""
+        """The miss chain (a marking rule per address family); on a firewall also a rule per family
+        queueing packets no permit accepts (a route to the destination may exist for another source, and
+        the firewall would drop them unseen)."""
         session = self.backend.sessions.get(netns)
         chain = {"family": nft_render.FAMILY, "table": nft_render.TABLE, "name": MISS_CHAIN}
         if add:
             hooked = {**chain, "type": "filter", "hook": "prerouting", "prio": -300, "policy": "accept"}
-            mark = {"mangle": {"key": {"meta": {"key": "mark"}}, "value": MISS_MARK}}
-            lab = {"prefix": {"addr": LAB_RANGE.split("/", maxsplit=1)[0], "len": 15}}
-            daddr = {"payload": {"protocol": "ip", "field": "daddr"}}
-            missing = {"fib": {"result": "oif", "flags": ["daddr"]}}
-            expr = [
-                {"match": {"op": "==", "left": daddr, "right": lab}},
-                {"match": {"op": "==", "left": missing, "right": False}},
-                mark,
-            ]
-            rule = {**chain, "chain": MISS_CHAIN, "expr": expr}
-            commands: list[dict[str, Any]] = [
-                {"add": {"chain": hooked}},
-                {"flush": {"chain": chain}},
-                {"add": {"rule": rule}},
-            ]
-            if firewall:
-                key = [
-                    {"payload": {"protocol": "ip", "field": "saddr"}},
-                    daddr,
-                    {"meta": {"key": "l4proto"}},
-                    {"payload": {"protocol": "th", "field": "dport"}},
-                ]
-                unpermitted = {"match": {"op": "!=", "left": {"concat": key}, "right": "@permit4"}}
-                lab_only = {"match": {"op": "==", "left": daddr, "right": lab}}
-                commands.append({"add": {"rule": {**rule, "expr": [lab_only, unpermitted, mark]}}})
+            commands: list[dict[str, Any]] = [{"add": {"chain": hooked}}, {"flush": {"chain": chain}}]
+            for family in LAB_RANGES:
+                commands += _miss_rule_commands(chain, family, firewall=firewall)
             session.nft_json(nft_render.document(commands))
         elif session.nft is not None:
             session.nft.run(f"delete chain inet {nft_render.TABLE} {MISS_CHAIN}")
         action = "-A" if add else "-D"
-        argv = ["ip", "netns", "exec", netns, "iptables", "-w", "-t", "mangle", action, "PREROUTING"]
-        argv += ["-m", "mark", "--mark", f"{MISS_MARK:#x}/{MISS_MARK:#x}", "-m", "comment"]
-        argv += ["--comment", _COMMENT, "-j", "NFQUEUE", "--queue-num", str(QUEUE_NUM), "--queue-bypass"]
-        try:
-            tools.run(argv)
-        except tools.ToolError:
-            if add:
-                raise
+        for tool in _IPTABLES.values():
+            argv = ["ip", "netns", "exec", netns, tool, "-w", "-t", "mangle", action, "PREROUTING"]
+            argv += ["-m", "mark", "--mark", f"{MISS_MARK:#x}/{MISS_MARK:#x}", "-m", "comment"]
+            argv += ["--comment", _COMMENT, "-j", "NFQUEUE", "--queue-num", str(QUEUE_NUM), "--queue-bypass"]
+            try:
+                tools.run(argv)
+            except tools.ToolError:
+                if add:
+                    raise
 
     # -- serving ---------------------------------------------------------------------------------------
     def _serve(self) -> None:
@@ -166,14 +154,9 @@ class ReactiveController:
         """Install the packet's path, then release it. Packets of a pair queued while its path was
         being installed (a burst behind the first packet) are released without a second install."""
         started = time.perf_counter()
-        header = packet.payload
         now = self.backend.clock.now()
-        pair = None
-        if len(header) >= 20 and header[0] >> 4 == 4:
-            pair = (
-                socket.inet_ntop(socket.AF_INET, header[12:16]),
-                socket.inet_ntop(socket.AF_INET, header[16:20]),
-            )
+        pair = packet_addresses(packet.payload)
+        if pair is not None:
             self.misses.append((*pair, now))
         if pair is None or self._installed_at.get(pair, -math.inf) + RECENT_S < now:
             try:
@@ -190,13 +173,13 @@ class ReactiveController:
             self.held_s.append(held)
 
     def install_for(self, ip_header: bytes, at_node: str | None = None) -> list[ConfigItem]:
-        """Install the path (both ways) for the IPv4 packet whose header is ``ip_header``; the path
-        passes through ``at_node``, where the packet waits, when it is given."""
-        if len(ip_header) < 20 or ip_header[0] >> 4 != 4:
-            raise ValueError("not an IPv4 packet")
-        src = str(ipaddress.IPv4Address(ip_header[12:16]))
-        dst = str(ipaddress.IPv4Address(ip_header[16:20]))
-        by_address = {ep.address: ep for ep in self.backend.topology.endpoints.values()}
+        """Install the path (both ways) for the IPv4 or IPv6 packet whose header is ``ip_header``; the
+        path passes through ``at_node``, where the packet waits, when it is given."""
+        pair = packet_addresses(ip_header)
+        if pair is None:
+            raise ValueError("not an IPv4 or IPv6 packet")
+        src, dst = pair
+        by_address = {canonical(ep.address): ep for ep in self.backend.topology.endpoints.values()}
         a, b = by_address[src], by_address[dst]
         path = shortest_path(self.backend.topology, a.host, b.host)
         if at_node is not None and at_node not in path:
@@ -210,12 +193,13 @@ class ReactiveController:
     def path_items(self, path: tuple[str, ...], src: str, dst: str) -> list[ConfigItem]:
         expires_at = self.backend.clock.now() + self.idle_s
         life = {"origin": self.origin, "expires_at": expires_at}
+        length = ipaddress.ip_address(dst).max_prefixlen
         items: list[ConfigItem] = []
         for here, there in itertools.pairwise(path):
-            items.append(Route(here, f"{dst}/32", (NextHop(there),), **life))  # type: ignore[arg-type]
+            items.append(Route(here, f"{dst}/{length}", (NextHop(there),), **life))  # type: ignore[arg-type]
         for node in path:
             if self.backend.topology.node(node).kind is NodeKind.FIREWALL:
-                match = FlowMatch(f"{src}/32", f"{dst}/32")
+                match = FlowMatch(f"{src}/{length}", f"{dst}/{length}")
                 items.append(FirewallRule(node, match, **life))  # type: ignore[arg-type]
         return items
 
@@ -240,3 +224,57 @@ class ReactiveController:
             session.netlink.replace_route(
                 route.destination, route.next_hops[0][0], route.protocol, route.table
             )
+
+
+def canonical(address: str) -> str:
+    """An address as the kernel spells it (``fd00::1`` for ``fd00:0::1``): how the controller records
+    and looks up endpoints."""
+    return str(ipaddress.ip_address(address))
+
+
+def packet_addresses(header: bytes) -> tuple[str, str] | None:
+    """(source, destination) of an IPv4 or IPv6 packet starting at ``header``; None for anything else
+    or a header cut short."""
+    version = header[0] >> 4 if header else 0
+    if version == 4 and len(header) >= 20:
+        return socket.inet_ntop(socket.AF_INET, header[12:16]), socket.inet_ntop(
+            socket.AF_INET, header[16:20]
+        )
+    if version == 6 and len(header) >= 40:
+        return socket.inet_ntop(socket.AF_INET6, header[8:24]), socket.inet_ntop(
+            socket.AF_INET6, header[24:40]
+        )
+    return None
+
+
+def _miss_rule_commands(chain: dict[str, Any], family: int, *, firewall: bool) -> list[dict[str, Any]]:
+    """The miss chain's rules for one address family: mark a packet to the lab range without a route
+    (and, on a firewall, one no permit of the family's set accepts)."""
+    protocol = _NFT_PROTOCOL[family]
+    network = ipaddress.ip_network(LAB_RANGES[family])
+    lab = {"prefix": {"addr": str(network.network_address), "len": network.prefixlen}}
+    daddr = {"payload": {"protocol": protocol, "field": "daddr"}}
+    mark = {"mangle": {"key": {"meta": {"key": "mark"}}, "value": MISS_MARK}}
+    to_lab = {"match": {"op": "==", "left": daddr, "right": lab}}
+    missing = {"fib": {"result": "oif", "flags": ["daddr"]}}
+    rule = {**chain, "chain": MISS_CHAIN}
+    commands = [
+        {
+            "add": {
+                "rule": {
+                    **rule,
+                    "expr": [to_lab, {"match": {"op": "==", "left": missing, "right": False}}, mark],
+                }
+            }
+        }
+    ]
+    if firewall:
+        key = [
+            {"payload": {"protocol": protocol, "field": "saddr"}},
+            daddr,
+            {"meta": {"key": "l4proto"}},
+            {"payload": {"protocol": "th", "field": "dport"}},
+        ]
+        unpermitted = {"match": {"op": "!=", "left": {"concat": key}, "right": f"@permit{family}"}}
+        commands.append({"add": {"rule": {**rule, "expr": [to_lab, unpermitted, mark]}}})
+    return commands
