@@ -77,3 +77,17 @@ def test_the_traffic_childs_connections_are_counted_not_reported(live: LiveLab) 
         time.sleep(0.05)
     assert live.kernel_flows == before + 1
     assert reported == []
+
+
+def _carried(live: LiveLab) -> dict[tuple[str, str], float]:
+    sample = live.performance()
+    return dict(zip(sample.pair_keys, sample.pair_bytes.tolist(), strict=True))
+
+
+def test_foreign_connections_bytes_are_the_pairs_telemetry(live: LiveLab) -> None:
+    _carried(live)  # what the lab's set-up left behind
+    _send(live, 41004, 5304)  # one datagram of 1 byte: 29 bytes at the IP layer
+    assert _flows_until(live, 5304)
+    assert _carried(live).get(("a", "b")) == 29.0
+    _send(live, 41005, PROBE_PORT)  # the traffic child's port: the child counts its own bytes
+    assert _carried(live).get(("a", "b")) is None

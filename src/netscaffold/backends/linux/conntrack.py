@@ -8,15 +8,27 @@ per watched namespace (hosts by default: a flow starts where its first packet is
 :data:`CONNTRACK_RCVBUF_BYTES`. ``poll()`` reads what is queued without blocking. When the socket
 overflowed (``ENOBUFS``: announcements were dropped), the monitor dumps the namespace's conntrack table
 and reports the entries it had not seen, so a flow start is late, never lost while its entry lives.
+
+Per-pair bytes (:class:`ConntrackBytes`): with connection accounting on (``nf_conntrack_acct``, per
+namespace), every entry counts the bytes of each direction (the IP packets' total length). Each
+``take()`` dumps every host's table with its counters and reads the DESTROY announcements queued since the
+last one (they carry an ended connection's final counters), and reports, per endpoint pair, the bytes
+sent since the last ``take()``: the original direction to (source, destination), the reply direction to
+(destination, source). A connection is counted on the host of its source only, not again where it
+arrives.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from netscaffold.backends.linux import tools
 from netscaffold.backends.linux.announcements import NodeWatchers, read_queued, subscribed_socket
 from netscaffold.backends.linux.netlink import _HDR, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
 from netscaffold.backends.linux.session import open_in_namespace
@@ -26,9 +38,11 @@ from netscaffold.model.topology import NodeKind, Topology
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
-IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_GET = 0, 1
-NFNLGRP_CONNTRACK_NEW = 1
+IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_DELETE = 0, 1, 2
+NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY = 1, 3
 CTA_TUPLE_ORIG, CTA_TUPLE_IP, CTA_TUPLE_PROTO = 1, 1, 2
+CTA_COUNTERS_ORIG, CTA_COUNTERS_REPLY, CTA_ID = 9, 10, 12
+CTA_COUNTERS_BYTES = 2
 CTA_IP_V4_SRC, CTA_IP_V4_DST, CTA_IP_V6_SRC, CTA_IP_V6_DST = 1, 2, 3, 4
 CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
 CONNTRACK_RCVBUF_BYTES = 8 << 20
@@ -36,6 +50,7 @@ _NFGEN = struct.Struct("=BBH")
 _ATTR = struct.Struct("=HH")
 _PORTED = frozenset({6, 17, 132, 136})  # tcp, udp, sctp, udplite: protocols with ports
 _FAMILY: dict[int, int] = {int(socket.AF_INET): 4, int(socket.AF_INET6): 6}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +95,49 @@ def decode_entry(data: bytes, pos: int, end: int, node: str, now_s: float) -> Fl
     family = _FAMILY.get(data[pos])
     if family is None:
         return None
-    tuple_span = _attrs(data, pos + _NFGEN.size, end).get(CTA_TUPLE_ORIG)
+    return _flow_start(data, _attrs(data, pos + _NFGEN.size, end), family, node, now_s)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionBytes:
+    """A conntrack entry's bytes so far in each direction (0 where the entry has no counters: it began
+    before accounting was turned on)."""
+
+    flow: FlowStart
+    ident: int
+    original: int
+    reply: int
+
+
+def decode_counters(data: bytes, pos: int, end: int, node: str, now_s: float) -> ConnectionBytes | None:
+    """The original tuple, the entry id and the byte counters of the ctnetlink message whose nfgenmsg
+    starts at ``pos``."""
+    family = _FAMILY.get(data[pos])
+    if family is None:
+        return None
+    top = _attrs(data, pos + _NFGEN.size, end)
+    flow = _flow_start(data, top, family, node, now_s)
+    ident = top.get(CTA_ID)
+    if flow is None or ident is None:
+        return None
+    number = int.from_bytes(data[ident[0] : ident[1]], "big")
+    return ConnectionBytes(
+        flow, number, _bytes_of(data, top, CTA_COUNTERS_ORIG), _bytes_of(data, top, CTA_COUNTERS_REPLY)
+    )
+
+
+def _bytes_of(data: bytes, top: dict[int, tuple[int, int]], kind: int) -> int:
+    span = top.get(kind)
+    if span is None:
+        return 0
+    counter = _attrs(data, *span).get(CTA_COUNTERS_BYTES)
+    return int.from_bytes(data[counter[0] : counter[1]], "big") if counter is not None else 0
+
+
+def _flow_start(
+    data: bytes, top: dict[int, tuple[int, int]], family: int, node: str, now_s: float
+) -> FlowStart | None:
+    tuple_span = top.get(CTA_TUPLE_ORIG)
     if tuple_span is None:
         return None
     parts = _attrs(data, *tuple_span)
@@ -161,23 +218,13 @@ class NamespaceConntrack:
 
     def dump(self, now_s: float) -> list[FlowStart]:
         """Every entry of the namespace's conntrack table, as flow starts (``time_s`` = ``now_s``)."""
+        return [
+            start for start in _dump(self._dumper, self._next_seq(), self.node, now_s, decode_entry) if start
+        ]
+
+    def _next_seq(self) -> int:
         self._seq += 1
-        payload = _NFGEN.pack(socket.AF_UNSPEC, 0, 0)
-        kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET
-        header = _HDR.pack(_HDR.size + len(payload), kind, NLM_F_REQUEST | NLM_F_DUMP, self._seq, 0)
-        self._dumper.send(header + payload)
-        out: list[FlowStart] = []
-        while True:
-            data = self._dumper.recv(1 << 20)
-            offset = 0
-            while offset + _HDR.size <= len(data):
-                length, msg_type = _HDR.unpack_from(data, offset)[:2]
-                if length < _HDR.size or msg_type in (NLMSG_DONE, NLMSG_ERROR):
-                    return out
-                start = decode_entry(data, offset + _HDR.size, offset + length, self.node, now_s)
-                if start is not None:
-                    out.append(start)
-                offset += (length + 3) & ~3
+        return self._seq
 
     def close(self) -> None:
         self.sock.close()
@@ -213,3 +260,112 @@ class ConntrackMonitor(NodeWatchers[NamespaceConntrack]):
                 seen.add(key)
                 out.append(request)
         return out
+
+
+def _dump(
+    sock: socket.socket, seq: int, node: str, now_s: float, decode: Callable[[bytes, int, int, str, float], T]
+) -> list[T]:
+    """Every entry of the conntrack table of ``sock``'s namespace, each through ``decode``."""
+    payload = _NFGEN.pack(socket.AF_UNSPEC, 0, 0)
+    kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET
+    sock.send(_HDR.pack(_HDR.size + len(payload), kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + payload)
+    out: list[T] = []
+    while True:
+        data = sock.recv(1 << 20)
+        offset = 0
+        while offset + _HDR.size <= len(data):
+            length, msg_type = _HDR.unpack_from(data, offset)[:2]
+            if length < _HDR.size or msg_type in (NLMSG_DONE, NLMSG_ERROR):
+                return out
+            out.append(decode(data, offset + _HDR.size, offset + length, node, now_s))
+            offset += (length + 3) & ~3
+
+
+def enable_accounting(netns: str) -> None:
+    """Turn on conntrack's byte and packet counters in ``netns`` (entries created from now on count)."""
+    tools.run(["ip", "netns", "exec", netns, "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1"])
+
+
+class _HostBytes:
+    """One host's conntrack counters: a dump socket and a DESTROY subscription (ended connections' final
+    counters), and the bytes already reported per entry."""
+
+    def __init__(self, node: str, netns: str) -> None:
+        self.node = node
+        self.overflows = 0
+        enable_accounting(netns)
+        self.sock = open_in_namespace(
+            netns,
+            lambda: subscribed_socket(
+                NETLINK_NETFILTER, 1 << (NFNLGRP_CONNTRACK_DESTROY - 1), CONNTRACK_RCVBUF_BYTES
+            ),
+        )
+        self._dumper = open_in_namespace(netns, _dump_socket)
+        self._seq = 0
+        self.reported: dict[int, tuple[int, int]] = {}
+        """Per entry id: (original, reply) bytes reported so far."""
+
+    def take(self, now_s: float) -> list[tuple[ConnectionBytes, int, int]]:
+        """(entry, new original bytes, new reply bytes) of every entry that moved since the last call."""
+        chunks, overflowed = read_queued(self.sock)
+        self.overflows += overflowed
+        ended = [c for data in chunks for c in self._destroyed(data, now_s)]
+        self._seq += 1
+        live = [c for c in _dump(self._dumper, self._seq, self.node, now_s, decode_counters) if c is not None]
+        out = [self._delta(entry, self.reported.pop(entry.ident, (0, 0))) for entry in ended]
+        seen = {}
+        for entry in live:
+            out.append(self._delta(entry, self.reported.get(entry.ident, (0, 0))))
+            seen[entry.ident] = (entry.original, entry.reply)
+        self.reported = seen  # entries gone without an announcement (an overflow) are forgotten
+        return [item for item in out if item[1] or item[2]]
+
+    @staticmethod
+    def _delta(entry: ConnectionBytes, before: tuple[int, int]) -> tuple[ConnectionBytes, int, int]:
+        return entry, max(entry.original - before[0], 0), max(entry.reply - before[1], 0)
+
+    def _destroyed(self, data: bytes, now_s: float) -> list[ConnectionBytes]:
+        out = []
+        offset = 0
+        delete_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
+        while offset + _HDR.size <= len(data):
+            length, kind = _HDR.unpack_from(data, offset)[:2]
+            if length < _HDR.size:
+                break
+            if kind == delete_type:
+                entry = decode_counters(data, offset + _HDR.size, offset + length, self.node, now_s)
+                if entry is not None:
+                    out.append(entry)
+            offset += (length + 3) & ~3
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+        self._dumper.close()
+
+
+class ConntrackBytes(NodeWatchers[_HostBytes]):
+    """Per endpoint pair, the bytes conntrack counted on every host (see the module's docstring); entries
+    whose destination port is in ``skip_ports`` are left out (a caller that counts its own connections
+    otherwise)."""
+
+    def __init__(self, layout: LabLayout, skip_ports: Iterable[int] = ()) -> None:
+        topology: Topology = layout.topology
+        hosts = sorted(n for n in topology.nodes if topology.node(n).kind is NodeKind.HOST)
+        self.endpoint_of = {str(ipaddress.ip_address(ep.address)): ep for ep in topology.endpoints.values()}
+        self.skip_ports = frozenset(skip_ports)
+        super().__init__(_HostBytes(node, layout.namespace(node)) for node in hosts)
+
+    def take(self, now_s: float) -> dict[tuple[str, str], float]:
+        out: dict[tuple[str, str], float] = defaultdict(float)
+        for host in self.monitors:
+            for entry, original, reply in host.take(now_s):
+                flow = entry.flow
+                src, dst = self.endpoint_of.get(flow.src), self.endpoint_of.get(flow.dst)
+                if src is None or dst is None or src.host != host.node or flow.dst_port in self.skip_ports:
+                    continue  # not between endpoints, counted on its source's host, or the caller's own
+                if original:
+                    out[(src.id, dst.id)] += original
+                if reply:
+                    out[(dst.id, src.id)] += reply
+        return dict(out)

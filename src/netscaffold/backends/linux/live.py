@@ -46,6 +46,7 @@ from dataclasses import replace
 import numpy as np
 
 from netscaffold.backends.linux.backend import LinuxBackend
+from netscaffold.backends.linux.conntrack import ConntrackBytes
 from netscaffold.backends.linux.monitor import RouteMonitor
 from netscaffold.backends.linux.processes import LabProcesses, ProcessSample
 from netscaffold.backends.linux.reactive import ReactiveController, canonical
@@ -115,6 +116,9 @@ class LiveLab:
         self.lab = LinuxBackend(topology, lab=lab, clock=self._clock, budget=budget)
         self.controller: ReactiveController | None = None
         self.monitor: RouteMonitor | None = None
+        self.conntrack_bytes: ConntrackBytes | None = None
+        """Bytes per endpoint pair of the connections the traffic child did not open (conntrack's
+        counters: IP length, both directions)."""
         self._child: subprocess.Popen[str] | None = None
         self._spec_path: str | None = None
         self._lock = threading.Lock()
@@ -133,6 +137,7 @@ class LiveLab:
         try:
             self.monitor = RouteMonitor(self.lab.layout)
             self.lab.watch_flows()  # conntrack on every host, before the first packet
+            self.conntrack_bytes = ConntrackBytes(self.lab.layout, skip_ports=OWN_PORTS)
             self.controller = ReactiveController(self.lab, idle_s=idle_s, origin=Origin.CONFIRMED).start()
             plan = transfers(flows, tick_s=tick_s, idle_s=idle_s, cap_bytes=cap_bytes, until_s=duration_s)
             host = {ep.id: ep.host for ep in topology.endpoints.values()}
@@ -310,6 +315,9 @@ class LiveLab:
         self.process_samples += self.processes.sample(sample.time_s)
         with self._lock:
             carried, self._pair_bytes = self._pair_bytes, defaultdict(float)
+        if self.conntrack_bytes is not None:
+            for pair, counted in self.conntrack_bytes.take(sample.time_s).items():
+                carried[pair] += counted
         keys = tuple(sorted(carried))
         return replace(sample, pair_keys=keys, pair_bytes=np.array([carried[k] for k in keys], dtype=float))
 
@@ -334,6 +342,9 @@ class LiveLab:
             if self.monitor is not None:
                 self.monitor.close()
                 self.monitor = None
+            if self.conntrack_bytes is not None:
+                self.conntrack_bytes.close()
+                self.conntrack_bytes = None
         finally:
             self.lab.close()
 
