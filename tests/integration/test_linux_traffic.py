@@ -1,5 +1,5 @@
-"""Real packets through a lab (root): the reactive controller releases a queued first packet after
-installing its path, and an HTB reservation holds its rate against a saturating iperf3 flow."""
+"""Real packets through a lab (root): the reactive controller releases a queued first packet (IPv4 and
+IPv6) after installing its path, and an HTB reservation holds its rate against a saturating iperf3 flow."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from netscaffold.backends.linux import tools
 from netscaffold.backends.linux.backend import LinuxBackend
-from netscaffold.backends.linux.reactive import MISS_CHAIN, ReactiveController
+from netscaffold.backends.linux.reactive import LAB_RANGE, LAB_RANGE6, MISS_CHAIN, ReactiveController
 from netscaffold.backends.linux.session import open_in_namespace
 from netscaffold.backends.protocol import WallClock
 from netscaffold.model import (
@@ -43,17 +43,17 @@ def backend() -> Iterator[LinuxBackend]:
 
 
 def _udp(address: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((address, port))
     sock.settimeout(3.0)
     return sock
 
 
-def _one_datagram(be: LinuxBackend) -> bool:
-    rx = open_in_namespace(be.layout.namespace("h2"), lambda: _udp("198.18.0.2", 5001))
-    tx = open_in_namespace(be.layout.namespace("h1"), lambda: _udp("198.18.0.1", 0))
+def _one_datagram(be: LinuxBackend, src: str, dst: str) -> bool:
+    rx = open_in_namespace(be.layout.namespace("h2"), lambda: _udp(dst, 5001))
+    tx = open_in_namespace(be.layout.namespace("h1"), lambda: _udp(src, 0))
     try:
-        tx.sendto(b"first", ("198.18.0.2", 5001))
+        tx.sendto(b"first", (dst, 5001))
         rx.recvfrom(64)
     except OSError:  # a timeout, or no route at all on h1 (ENETUNREACH)
         return False
@@ -63,27 +63,42 @@ def _one_datagram(be: LinuxBackend) -> bool:
     return True
 
 
-def _mangle_rules(be: LinuxBackend, node: str) -> str:
+def _mangle_rules(be: LinuxBackend, node: str, tool: str) -> str:
     netns = be.layout.namespace(node)
-    return tools.run(["ip", "netns", "exec", netns, "iptables", "-w", "-t", "mangle", "-S", "PREROUTING"])
+    return tools.run(["ip", "netns", "exec", netns, tool, "-w", "-t", "mangle", "-S", "PREROUTING"])
 
 
-def test_reactive_controller_installs_the_path_and_releases_the_first_packet(backend: LinuxBackend) -> None:
-    assert not _one_datagram(backend), "no route yet: the datagram must be lost without the controller"
+@pytest.mark.parametrize(
+    ("src", "dst", "length", "tool", "lab_range"),
+    [
+        ("198.18.0.1", "198.18.0.2", 32, "iptables", LAB_RANGE),
+        ("fd00::1", "fd00::2", 128, "ip6tables", LAB_RANGE6),
+    ],
+    ids=["ipv4", "ipv6"],
+)
+def test_reactive_controller_installs_the_path_and_releases_the_first_packet(
+    backend: LinuxBackend, src: str, dst: str, length: int, tool: str, lab_range: str
+) -> None:
+    assert not _one_datagram(backend, src, dst), (
+        "no route yet: the datagram must be lost without the controller"
+    )
     with ReactiveController(backend, idle_s=30.0) as controller:
-        assert "NFQUEUE" in _mangle_rules(backend, "r1")
-        assert _one_datagram(backend)
-        assert _one_datagram(backend)  # the path is in place: no second miss
+        assert "NFQUEUE" in _mangle_rules(backend, "r1", tool)
+        assert _one_datagram(backend, src, dst)
+        assert _one_datagram(backend, src, dst)  # the path is in place: no second miss
         time.sleep(0.2)
         assert len(controller.controller_s) == 1
         assert controller.unknown == 0
+        assert [(a, b) for a, b, _ in controller.misses] == [(src, dst)]
+        assert len(controller.held_s) == 1
     snapshot = backend.snapshot()
     routes = {(item.key[1], item.key[2]) for item in snapshot}
-    assert {("r1", "198.18.0.2/32"), ("r2", "198.18.0.2/32"), ("r1", "198.18.0.1/32")} <= routes
+    assert {("r1", f"{dst}/{length}"), ("r2", f"{dst}/{length}"), ("r1", f"{src}/{length}")} <= routes
     assert all(item.origin is Origin.PREDICTED for item in snapshot)
     assert backend.residue() == {}
-    assert "NFQUEUE" not in _mangle_rules(backend, "r1")
-    assert tools.ip_json(backend.layout.namespace("h1"), ["route", "show", "198.18.0.0/15"]) == []
+    assert "NFQUEUE" not in _mangle_rules(backend, "r1", tool)
+    family = "-6" if length == 128 else "-4"
+    assert tools.ip_json(backend.layout.namespace("h1"), [family, "route", "show", lab_range]) == []
     assert (
         backend.sessions.get(backend.layout.namespace("r1")).nft_list(f"chain inet netscaffold {MISS_CHAIN}")
         is None

@@ -187,27 +187,17 @@ class NamespaceConntrack:
 
     def poll(self, now_s: float) -> list[FlowStart]:
         chunks, overflowed = read_queued(self.sock)
-        starts = [s for data in chunks for s in self._decode(data, now_s) if s.key not in self._resynced]
+        starts = [
+            s
+            for data in chunks
+            for s in announced(data, IPCTNL_MSG_CT_NEW, decode_entry, self.node, now_s)
+            if s.key not in self._resynced
+        ]
         if overflowed:
             self.overflows += 1
             return starts + self.resync(now_s)
         self._resynced.clear()  # what was queued at the resync has been read
         return starts
-
-    def _decode(self, data: bytes, now_s: float) -> list[FlowStart]:
-        out = []
-        offset = 0
-        new_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW
-        while offset + _HDR.size <= len(data):
-            length, kind = _HDR.unpack_from(data, offset)[:2]
-            if length < _HDR.size:
-                break
-            if kind == new_type:
-                start = decode_entry(data, offset + _HDR.size, offset + length, self.node, now_s)
-                if start is not None:
-                    out.append(start)
-            offset += (length + 3) & ~3
-        return out
 
     def resync(self, now_s: float) -> list[FlowStart]:
         """Every live entry (after an overflow dropped announcements: which of them were reported is not
@@ -262,6 +252,30 @@ class ConntrackMonitor(NodeWatchers[NamespaceConntrack]):
         return out
 
 
+def announced(
+    data: bytes,
+    message: int,
+    decode: Callable[[bytes, int, int, str, float], T | None],
+    node: str,
+    now_s: float,
+) -> list[T]:
+    """Every ctnetlink ``message`` (``IPCTNL_MSG_CT_NEW``, ``..._DELETE``) in a datagram of announcements,
+    each through ``decode`` (those it cannot read left out)."""
+    out = []
+    offset = 0
+    wanted = (NFNL_SUBSYS_CTNETLINK << 8) | message
+    while offset + _HDR.size <= len(data):
+        length, kind = _HDR.unpack_from(data, offset)[:2]
+        if length < _HDR.size:
+            break
+        if kind == wanted:
+            entry = decode(data, offset + _HDR.size, offset + length, node, now_s)
+            if entry is not None:
+                out.append(entry)
+        offset += (length + 3) & ~3
+    return out
+
+
 def _dump(
     sock: socket.socket, seq: int, node: str, now_s: float, decode: Callable[[bytes, int, int, str, float], T]
 ) -> list[T]:
@@ -309,7 +323,11 @@ class _HostBytes:
         """(entry, new original bytes, new reply bytes) of every entry that moved since the last call."""
         chunks, overflowed = read_queued(self.sock)
         self.overflows += overflowed
-        ended = [c for data in chunks for c in self._destroyed(data, now_s)]
+        ended = [
+            c
+            for data in chunks
+            for c in announced(data, IPCTNL_MSG_CT_DELETE, decode_counters, self.node, now_s)
+        ]
         self._seq += 1
         live = [c for c in _dump(self._dumper, self._seq, self.node, now_s, decode_counters) if c is not None]
         out = [self._delta(entry, self.reported.pop(entry.ident, (0, 0))) for entry in ended]
@@ -323,21 +341,6 @@ class _HostBytes:
     @staticmethod
     def _delta(entry: ConnectionBytes, before: tuple[int, int]) -> tuple[ConnectionBytes, int, int]:
         return entry, max(entry.original - before[0], 0), max(entry.reply - before[1], 0)
-
-    def _destroyed(self, data: bytes, now_s: float) -> list[ConnectionBytes]:
-        out = []
-        offset = 0
-        delete_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
-        while offset + _HDR.size <= len(data):
-            length, kind = _HDR.unpack_from(data, offset)[:2]
-            if length < _HDR.size:
-                break
-            if kind == delete_type:
-                entry = decode_counters(data, offset + _HDR.size, offset + length, self.node, now_s)
-                if entry is not None:
-                    out.append(entry)
-            offset += (length + 3) & ~3
-        return out
 
     def close(self) -> None:
         self.sock.close()
