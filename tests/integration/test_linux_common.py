@@ -17,7 +17,7 @@ from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.session import NamespaceSession
 from netscaffold.backends.protocol import Clock, ManualClock
 from netscaffold.formats.render import tc as tc_render
-from netscaffold.model import Endpoint, Link, Node, NodeKind, Topology
+from netscaffold.model import Endpoint, Link, NetworkConfig, NextHop, Node, NodeKind, Plan, Route, Topology
 
 _COUNTER = itertools.count()
 
@@ -99,3 +99,13 @@ def small_topology() -> Topology:
         Endpoint("b6", "h2", "fd00::2"),
     ]
     return Topology.build(nodes, links, endpoints, name="small")
+
+
+def route_a_b(backend: LinuxBackend) -> None:
+    """Static routes both ways between endpoints a (198.18.0.1 on h1) and b (198.18.0.2 on h2) of a lab
+    of :func:`small_topology`, over h1 - r1 - r2 - h2."""
+    path = ("h1", "r1", "r2", "h2")
+    routes = [Route(here, "198.18.0.2/32", (NextHop(there),)) for here, there in itertools.pairwise(path)]
+    back = path[::-1]
+    routes += [Route(here, "198.18.0.1/32", (NextHop(there),)) for here, there in itertools.pairwise(back)]
+    backend.apply(Plan.between(NetworkConfig(), NetworkConfig.of(routes)))

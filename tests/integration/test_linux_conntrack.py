@@ -12,10 +12,9 @@ import pytest
 
 from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.conntrack import ConntrackMonitor, FlowStart
-from netscaffold.model import NetworkConfig, NextHop, Plan, Route
 from netscaffold.model.events import FlowRequest
 
-from .test_linux_common import small_lab
+from .test_linux_common import route_a_b, small_lab
 
 pytestmark = pytest.mark.root
 
@@ -23,15 +22,7 @@ pytestmark = pytest.mark.root
 @pytest.fixture
 def backend() -> Iterator[LinuxBackend]:
     with small_lab("ct") as be:
-        routes = [
-            Route("h1", "198.18.0.2/32", (NextHop("r1"),)),
-            Route("r1", "198.18.0.2/32", (NextHop("r2"),)),
-            Route("r2", "198.18.0.2/32", (NextHop("h2"),)),
-            Route("h2", "198.18.0.1/32", (NextHop("r2"),)),
-            Route("r2", "198.18.0.1/32", (NextHop("r1"),)),
-            Route("r1", "198.18.0.1/32", (NextHop("h1"),)),
-        ]
-        be.apply(Plan.between(NetworkConfig(), NetworkConfig.of(routes)))
+        route_a_b(be)
         yield be
 
 

@@ -13,9 +13,8 @@ import pytest
 from netscaffold.backends.linux import tools
 from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.conntrack import ConntrackBytes
-from netscaffold.model import NetworkConfig, NextHop, Plan, Route
 
-from .test_linux_common import small_lab
+from .test_linux_common import route_a_b, small_lab
 
 pytestmark = pytest.mark.root
 
@@ -25,15 +24,7 @@ UDP_IP_HEADERS = 28
 @pytest.fixture
 def backend() -> Iterator[LinuxBackend]:
     with small_lab("cb") as be:
-        routes = [
-            Route("h1", "198.18.0.2/32", (NextHop("r1"),)),
-            Route("r1", "198.18.0.2/32", (NextHop("r2"),)),
-            Route("r2", "198.18.0.2/32", (NextHop("h2"),)),
-            Route("h2", "198.18.0.1/32", (NextHop("r2"),)),
-            Route("r2", "198.18.0.1/32", (NextHop("r1"),)),
-            Route("r1", "198.18.0.1/32", (NextHop("h1"),)),
-        ]
-        be.apply(Plan.between(NetworkConfig(), NetworkConfig.of(routes)))
+        route_a_b(be)
         yield be
 
 
