@@ -18,7 +18,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from netscaffold.backends.gc_pause import gc_paused
 from netscaffold.backends.linux import lab as lab_ops
@@ -171,14 +171,12 @@ class LinuxBackend:
         if steps:
             clear_journal(self.layout.lab)
         self._record_route_updates(before, after)
-        keys = [op.item.key for op in plan.ops]  # a property that builds its tuple: once per op
+        keys = plan.item_keys  # the very tuples validate built (and the result's dict holds)
         realized_at = self._realized(plan, keys)
         self.last_kernel_ops = len(remove) + len(put)
         phases.lap("realized")
         self.last_phases_s = phases.laps
-        held, wanted = current.items.get, result.items.get
-        changed = sum(1 for key in keys if held(key) != wanted(key))
-        return ApplyReport(changed, time.perf_counter() - started, realized_at)
+        return ApplyReport(_changed(keys, current, result), time.perf_counter() - started, realized_at)
 
     def dry_run(self, plan: Plan) -> list[Step]:
         """The steps ``apply(plan)`` would run now (validated and rendered, nothing executed)."""
@@ -236,7 +234,7 @@ class LinuxBackend:
             clear_journal(self.layout.lab)
             return
 
-    def _realized(self, plan: Plan, keys: list[ItemKey]) -> dict[ItemKey, float]:
+    def _realized(self, plan: Plan, keys: Sequence[ItemKey]) -> dict[ItemKey, float]:
         """Per added or updated item (``keys``: of the plan's ops), the clock time at which all its objects
         were read back (all of them were: the verification before this found every object of the target
         in the read-back)."""
@@ -250,9 +248,13 @@ class LinuxBackend:
         5,000 of them, and the collector would scan them, before anyone asks). The routes noted are
         the read-back's, which for the routes it matched by their bytes are the objects written (the
         renderer's memo holds them anyway)."""
-        held = before.get
-        announced = [obj for ident, obj in after.items() if type(obj) is KernelRoute and held(ident) != obj]
-        withdrawn = [obj for ident, obj in before.items() if type(obj) is KernelRoute and ident not in after]
+        held = {ident: obj for ident, obj in before.items() if type(obj) is KernelRoute}
+        if held:
+            had = held.get
+            announced = [o for ident, o in after.items() if type(o) is KernelRoute and had(ident) != o]
+        else:  # no route before (a first apply): every route read back is new, no ident to look up
+            announced = [obj for obj in after.values() if type(obj) is KernelRoute]
+        withdrawn = [obj for ident, obj in held.items() if ident not in after]
         if announced or withdrawn:
             self._route_changes.append((self.clock.now(), announced, withdrawn))
 
@@ -388,6 +390,19 @@ def unread(objects: ObjectMap, scopes: Mapping[str, ReadScope]) -> ObjectMap:
         if scope is None or not scope.holds(obj):
             out[ident] = obj
     return out
+
+
+def _changed(keys: Sequence[ItemKey], before: NetworkConfig, after: NetworkConfig) -> int:
+    """How many of ``keys`` name an item that differs between the two configs (an item compared only
+    where the two are not the very same object, or both there: comparing a route with nothing runs the
+    dataclass's ``__eq__`` both ways)."""
+    held, wanted = before.items.get, after.items.get
+    changed = 0
+    for key in keys:
+        have, want = held(key), wanted(key)
+        if have is not want and (have is None or want is None or have != want):
+            changed += 1
+    return changed
 
 
 def _first(pair: tuple[tuple[str, ...], RouteUpdate]) -> tuple[str, ...]:

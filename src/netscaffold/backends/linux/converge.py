@@ -10,6 +10,7 @@ reliability benchmark) sees each step before it runs and may raise or alter it.
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 from collections import defaultdict
@@ -223,7 +224,7 @@ def written_scopes(steps: Iterable[Step]) -> dict[str, ReadScope]:
     devices: dict[str, set[str]] = defaultdict(set)
     for step in steps:
         routes[step.node] |= bool(step.ops or step.tool in ("ip", "ip6"))
-        sets[step.node].update(element.set_name for _, element in step.elements)
+        sets[step.node].update(map(_SET_NAME, map(_SECOND, step.elements)))  # in C: thousands of them
         devices[step.node].update(obj.device for obj in step.tc_deletes)
         devices[step.node].update(obj.device for _, obj in step.tc_ops)
         if step.tool == "tc" and step.lines:
@@ -253,9 +254,12 @@ def written_objects(steps: Iterable[Step]) -> dict[str, Written]:
         if not (step.written or step.written_routes):
             continue
         written = out.setdefault(step.node, Written())
-        for set_name, elements in step.written.items():
-            written.elements.setdefault(set_name, {}).update(elements)
-        written.routes.update(step.written_routes)
+        for set_name, elements in step.written.items():  # the step's own maps where it is alone
+            have = written.elements.get(set_name)
+            written.elements[set_name] = elements if have is None else {**have, **elements}
+        if step.written_routes:
+            have_routes = written.routes
+            written.routes = {**have_routes, **step.written_routes} if have_routes else step.written_routes
     return out
 
 
@@ -298,7 +302,10 @@ def read_all(
         per_node = list(_pool("read", READ_WORKERS).map(one, chosen))
     else:
         per_node = [one(node) for node in chosen]
-    return {obj.ident: obj for objects in per_node for obj in objects}
+    out: ObjectMap = {}
+    for objects in per_node:
+        out.update(zip(map(_IDENT, objects), objects, strict=True))  # {obj.ident: obj ...}, in C
+    return out
 
 
 def diff(
@@ -309,6 +316,27 @@ def diff(
     remove = [obj for ident, obj in actual.items() if ident not in target]
     if not actual:
         return remove, list(target.values())
+    if len(actual) * 8 < len(target):
+        # few objects held, many wanted (a first apply: the lab's default classes): look up what is held
+        # in the target, not every wanted ident in what is held; where each held one is wanted as it is,
+        # every other wanted object is put (in the target's order, as below)
+        kept: set[int] = set()
+        for ident, holding in actual.items():
+            wanted = target.get(ident)
+            if wanted is None:
+                continue
+            if holding != wanted and not same(holding, wanted):
+                break  # a changed object: the general loop below orders its remove
+            kept.add(id(wanted))
+        else:
+            wanted_objects = list(target.values())
+            end = len(wanted_objects)
+            while kept and end and id(wanted_objects[end - 1]) in kept:  # the default classes: the last
+                kept.discard(id(wanted_objects[end - 1]))
+                end -= 1
+            if not kept:
+                return remove, wanted_objects[:end]
+            return remove, [obj for obj in wanted_objects[:end] if id(obj) not in kept]
     put = []
     held = actual.get
     for ident, obj in target.items():
@@ -365,15 +393,17 @@ def _tc_step(node: str, netns: str, gone: _ByKind, new: _ByKind) -> Step:
 def _nft_step(node: str, netns: str, gone: _ByKind, new: _ByKind) -> Step:
     """Deletes first, then adds (a changed element is deleted and added again), grouped by set."""
     step = Step(node, netns, "nft")
-    removed = sorted(_of(KernelElement, gone), key=_set_of)
-    added = sorted(_of(KernelElement, new), key=_set_of)
+    removed = sorted(_of(KernelElement, gone), key=_SET_NAME)
+    added = sorted(_of(KernelElement, new), key=_SET_NAME)
     step.elements = [("delete", o) for o in removed] + [("add", o) for o in added]
     step.owners = [o.ident for _, o in step.elements]
     return step
 
 
-def _set_of(element: KernelElement) -> str:
-    return element.set_name
+_SET_NAME = _SECOND = operator.itemgetter(1)
+"""An element's ``set_name`` (its second member), as a sort key called in C; an op's object."""
+_IDENT = operator.itemgetter(-1)
+"""A kernel object's ``ident`` (the last member of each kind's named tuple), called in C."""
 
 
 def _netlink_step(node: str, netns: str, gone: _ByKind, new: _ByKind) -> Step:

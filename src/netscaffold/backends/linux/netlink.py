@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Self, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 
 from netscaffold.errors import BackendError
 from netscaffold.formats.render.objects import KernelRoute, KernelRule
@@ -219,31 +219,49 @@ class NetlinkReader:
         the read-back of every apply goes through here). ``written``: IPv4 routes just written (see
         :func:`route_messages`); a route the kernel holds with one's destination and shape is that
         route (decoding it gives an equal one: the destination text of an IPv4 route is canonical)."""
-        out = []
+        out: list[KernelRoute] = []
         ntop, inet = socket.inet_ntop, socket.AF_INET
         known = (written or {}).get
+        add, new_route, protocol_at, head_bytes = out.append, RTM_NEWROUTE, _RTMSG_PROTOCOL, _V4_HEAD_BYTES
+        table_header, dst_header = _TABLE_HEADER, _V4_DST_HEADER
+        shapes: dict[tuple[bytes, bytes], RouteShape | None] = {}  # _v4_shape, per call: no lru wrapper
+        # per written shape (by id: ``written`` holds them), the bytes around the destination of a route
+        # read back and found to have that shape: a route with those very bytes has it too (the shape
+        # is a function of them), compared in place without slicing or decoding
+        seen: dict[int, tuple[bytes, bytes, int]] = {}
         for kind, buf, off, end in self.dump_spans(RTM_GETROUTE, _ROUTE_DUMP):
-            if kind != RTM_NEWROUTE or buf[off + _RTMSG_PROTOCOL] not in protocols:
+            if kind != new_route or buf[off + protocol_at] not in protocols:
                 continue
-            head_end = off + _V4_HEAD_BYTES
-            if (
-                buf[off] == inet
-                and buf[head_end - 8 : head_end - 4] == _TABLE_HEADER
-                and buf[head_end : head_end + 4] == _V4_DST_HEADER
-            ):
+            head_end = off + head_bytes
+            if buf[off] == inet and buf.startswith(dst_header, head_end):
                 # IPv4, as the kernel dumps it: RTA_TABLE, RTA_DST, then the rest, which routes of one
                 # node share (a few sets of next hops): decoded once per shape, not once per route
-                shape = _v4_shape(buf[off:head_end], buf[head_end + 8 : end])
-                if shape is not None:
-                    dst_bytes = buf[head_end + 4 : head_end + 8]
-                    entry = known(dst_bytes)
-                    if entry is not None and entry[0] == shape:
-                        out.append(entry[1])
+                dst_bytes = buf[head_end + 4 : head_end + 8]
+                entry = known(dst_bytes)
+                if entry is not None:
+                    pattern = seen.get(id(entry[0]))
+                    if (
+                        pattern is not None
+                        and end - head_end - 8 == pattern[2]
+                        and buf.startswith(pattern[0], off)
+                        and buf.startswith(pattern[1], head_end + 8)
+                    ):
+                        add(entry[1])
                         continue
-                    table, protocol, dst_len, hops = shape
-                    dst = ntop(inet, dst_bytes)
-                    out.append(KernelRoute(node, table, f"{dst}/{dst_len}", protocol, hops))
-                    continue
+                if buf.startswith(table_header, head_end - 8):
+                    parts = (buf[off:head_end], buf[head_end + 8 : end])
+                    shape = shapes.get(parts, _UNSEEN)
+                    if shape is _UNSEEN:
+                        shape = shapes[parts] = _v4_shape(*parts)
+                    if shape is not None:
+                        if entry is not None and entry[0] == shape:
+                            seen[id(entry[0])] = (*parts, len(parts[1]))
+                            add(entry[1])
+                            continue
+                        table, protocol, dst_len, hops = shape
+                        dst = ntop(inet, dst_bytes)
+                        add(KernelRoute(node, table, f"{dst}/{dst_len}", protocol, hops))
+                        continue
             fields = route_fields(buf, off, end)
             if fields is not None:
                 _, table, protocol, dst, dst_len, hops = fields
@@ -468,6 +486,9 @@ _V4_HEAD_BYTES = _RTMSG.size + 8
 _TABLE_HEADER, _V4_DST_HEADER = _ATTR.pack(8, _RTA_TABLE), _ATTR.pack(8, _RTA_DST)
 
 
+_UNSEEN: Any = object()
+
+
 @functools.lru_cache(maxsize=1 << 12)
 def _v4_shape(head: bytes, rest: bytes) -> tuple[int, int, int, tuple[tuple[str, int], ...]] | None:
     """(table, protocol, prefix length, next hops) of an IPv4 route message made of ``head`` (rtmsg and
@@ -582,6 +603,7 @@ class NftReader(NetlinkReader):
         rows: list[ElementRow] = []
         unpack = _ATTR.unpack_from
         lookup = known.get
+        record_key, with_comment, join = _RECORD_KEY_DUMPED, _MASKS[4], b"".join
         for _, buf, off, end in self.dump_spans((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, payload):
             span = _attr_span(buf, off + _NFGEN.size, end, NFTA_SET_ELEM_LIST_ELEMENTS)
             if span is None:
@@ -592,7 +614,23 @@ class NftReader(NetlinkReader):
                 if length < 4:
                     break
                 if known:
-                    signature = _signature_at(buf, pos + 4, pos + length)
+                    body, stop_at = pos + 4, pos + length
+                    # an item record as dumped (its key, then its comment, last): its signature
+                    # without the attribute loop (a read-back matches thousands)
+                    if buf.startswith(record_key, body) and body + 24 <= stop_at:
+                        udata_length, udata_kind = unpack(buf, body + 20)
+                        if (
+                            udata_kind & 0x3FFF == NFTA_SET_ELEM_USERDATA
+                            and udata_length >= 4
+                            and body + 24 + ((udata_length + 3) & ~3) > stop_at
+                            and body + 20 + udata_length <= stop_at
+                        ):
+                            record = buf[body + 8 : body + 20], buf[body + 24 : body + 20 + udata_length]
+                            signature: bytes | None = join((with_comment, *record))
+                        else:
+                            signature = _signature_at(buf, body, stop_at)
+                    else:
+                        signature = _signature_at(buf, body, stop_at)
                     hit = None if signature is None else lookup(signature)
                     if hit is not None:
                         found.append(hit)
@@ -923,22 +961,34 @@ def route_messages(
         _DST_HEADER[32],
         NLM_F_CREATE | NLM_F_REPLACE,
     )
+    # per (protocol, table, next hops object) of IPv4 host routes: the bytes before and after the
+    # destination, and the shape (a node's routes share a few: worked out once per call; the next hops
+    # are held by ``ops`` while the call lasts, so their id is theirs)
+    shapes: dict[tuple[int, int, int], tuple[bytes, bytes, RouteShape]] = {}
+    join, add = b"".join, messages.append
     for action, obj in ops:
         if isinstance(obj, KernelRule):
-            messages.append(rule_message(action, obj))
+            add(rule_message(action, obj))
             continue
         address, _, length = obj.destination.partition("/")
         if action == "replace" and length == "32" and ":" not in address:  # an IPv4 host route, inline
-            dst, prefix_len = pton(inet, address), 32
-            head = _route_head(inet, 32, obj.protocol, obj.table)
-            messages.append(
-                (RTM_NEWROUTE, replace, b"".join((head, v4_dst, dst, _next_hops(inet, obj.next_hops))))
-            )
-        else:
-            message, dst, prefix_len = _route_message(
-                action, obj.destination, obj.next_hops, obj.protocol, obj.table
-            )
-            messages.append(message)
+            dst = pton(inet, address)
+            hops = obj.next_hops
+            shape_key = (obj.protocol, obj.table, id(hops))
+            known = shapes.get(shape_key)
+            if known is None:
+                head = _route_head(inet, 32, obj.protocol, obj.table) + v4_dst
+                shape = (obj.table, obj.protocol, 32, hops)
+                known = shapes[shape_key] = (head, _next_hops(inet, hops), shape)
+            add((RTM_NEWROUTE, replace, join((known[0], dst, known[1]))))
+            if dst in written:
+                clashes.add(dst)
+            written[dst] = (known[2], obj)
+            continue
+        message, dst, prefix_len = _route_message(
+            action, obj.destination, obj.next_hops, obj.protocol, obj.table
+        )
+        add(message)
         if action == "replace" and len(dst) == 4:
             if dst in written:
                 clashes.add(dst)
@@ -1127,7 +1177,22 @@ _NUL_PADDED = (b"\0", b"\0\0", b"\0\0\0", b"\0\0\0\0")
 """A comment's NUL and the attribute's padding (0-3 bytes)."""
 
 
+def record_udata_heads(size: int) -> tuple[bytes, bytes]:
+    """For a comment of ``size - 3`` bytes: what comes before its text in :func:`record_attrs` (the
+    NFTA_SET_ELEM_USERDATA header and the comment's type and length) and in :func:`record_add`'s
+    signature (the signature's mask byte is apart: it precedes the key)."""
+    comment_head = bytes((NFTNL_UDATA_SET_ELEM_COMMENT, size - 2))
+    return _ATTR.pack(4 + size, NFTA_SET_ELEM_USERDATA) + comment_head, comment_head
+
+
+KEY12_HEADER = _KEY12_HEADER
+TIMEOUT_HEADER = _TIMEOUT_HEADER
+NUL_PADDED = _NUL_PADDED
+SIGNATURE_MASKS = _MASKS
+
+
 _BE64 = struct.Struct(">Q")
+BE64 = _BE64
 
 
 class NftWriter(NftReader):

@@ -18,6 +18,11 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from netscaffold.backends.linux.netlink import (
+    BE64,
+    KEY12_HEADER,
+    NUL_PADDED,
+    SIGNATURE_MASKS,
+    TIMEOUT_HEADER,
     ElementMsg,
     ElementRow,
     ElementWrite,
@@ -27,6 +32,7 @@ from netscaffold.backends.linux.netlink import (
     element_attrs,
     record_add,
     record_attrs,
+    record_udata_heads,
 )
 from netscaffold.backends.linux.session import NamespaceSession
 from netscaffold.errors import BackendError
@@ -279,6 +285,10 @@ def encoded_elements(
     writes: list[EncodedWrite] = []
     written: dict[str, dict[bytes, KernelElement]] = {}
     record_set, pack = nft_render.RECORD_SET, _MARKS.pack
+    records: dict[bytes, KernelElement] | None = None  # written[record_set], once there is one
+    heads: dict[int, tuple[bytes, bytes]] = {}  # record_udata_heads by size: a few comment lengths
+    key_header, nul_padded, with_comment = KEY12_HEADER, NUL_PADDED, SIGNATURE_MASKS[4]
+    write, join = writes.append, b"".join
     for action, element in ops:
         set_name, key, comment = element.set_name, element.key, element.comment
         if set_name == record_set and len(key) == 3 and element.value is None:
@@ -286,7 +296,22 @@ def encoded_elements(
                 key_bytes = pack(*key)
             except (struct.error, TypeError):
                 key_bytes = _record_key(key)  # raises, naming the key
-            timeout_ms = None if element.timeout_s is None else element.timeout_s * 1000
+            timeout_s = element.timeout_s
+            if action == "add" and comment and "\0" not in comment:
+                # record_add, inline (an apply of 5,000 routes adds 5,000 records): the same bytes
+                text = comment.encode()
+                size = len(text) + 3
+                head = heads.get(size)
+                if head is None:
+                    head = heads[size] = record_udata_heads(size)
+                timeout = b"" if timeout_s is None else TIMEOUT_HEADER + BE64.pack(timeout_s * 1000)
+                attributes = join((key_header, key_bytes, timeout, head[0], text, nul_padded[-size & 3]))
+                write((action, set_name, attributes))
+                if records is None:
+                    records = written.setdefault(set_name, {})
+                records[join((with_comment, key_bytes, head[1], text, b"\0"))] = element
+                continue
+            timeout_ms = None if timeout_s is None else timeout_s * 1000
             if action != "add":
                 writes.append((action, set_name, record_attrs(action, key_bytes, comment, timeout_ms)))
                 continue

@@ -8,6 +8,7 @@ hash of the key, so allocation is deterministic.
 
 from __future__ import annotations
 
+import socket
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,7 @@ from netscaffold.formats.render import tc as tc_render
 from netscaffold.formats.render.iproute2 import kernel_route
 from netscaffold.formats.render.layout import LabLayout
 from netscaffold.formats.render.objects import (
+    MAIN_TABLE,
     ROUTE_PROTOCOLS,
     KernelClass,
     KernelElement,
@@ -27,6 +29,7 @@ from netscaffold.formats.render.objects import (
     KernelObject,
     KernelRoute,
     KernelRule,
+    canonical_prefix,
     family_of,
 )
 from netscaffold.model.config import (
@@ -113,14 +116,21 @@ def flow_addresses(layout: LabLayout, item: Reservation | VirtualCircuit) -> tup
     return src, dst
 
 
-def render_item(item: ConfigItem, layout: LabLayout, alloc: Allocation, now_s: float) -> list[KernelObject]:
+def render_item(
+    item: ConfigItem,
+    layout: LabLayout,
+    alloc: Allocation,
+    now_s: float,
+    shapes: dict[tuple[object, ...], _Shape] | None = None,
+) -> list[KernelObject]:
     """The item's kernel objects and, on its first device, the elements holding its record.
 
     Routes and firewall rules do not depend on the allocation, and everything else they depend on is the
     item, the element timeout and the layout, so their renderings are memoised: an engine re-applies
     mostly the same config (the same item objects) every tick. The memo is keyed by the item's identity
     (the entry holds the item, so the id stays its own): hashing an item hashes every field of it and of
-    its next hops, twice per new item, which cost more than a route's kernel object."""
+    its next hops, twice per new item, which cost more than a route's kernel object. ``shapes``: what
+    routes' next hops render to, kept by the caller across the items of one config (see ``_route``)."""
     expires_at = item.expires_at
     timeout_s = None if expires_at is None else nft_render.timeout_for(expires_at, now_s)
     memoised = type(item) is Route or type(item) is FirewallRule
@@ -129,7 +139,7 @@ def render_item(item: ConfigItem, layout: LabLayout, alloc: Allocation, now_s: f
         if cached is not None and cached[0] is item and cached[1] is layout and cached[2] == timeout_s:
             return list(cached[3:])  # type: ignore[arg-type]  # the rest are its objects
     if type(item) is Route:
-        rendered = _route(item, layout, timeout_s)
+        rendered = _route(item, layout, timeout_s, shapes)
     elif type(item) is FirewallRule:
         rendered = _firewall(item, layout, timeout_s, now_s)
     else:
@@ -147,18 +157,97 @@ _MEMO: dict[int, tuple[object, ...]] = {}
 every one an apply leaves behind)."""
 
 
-def _route(route: Route, layout: LabLayout, timeout_s: int | None) -> list[KernelObject]:
+def _route(
+    route: Route,
+    layout: LabLayout,
+    timeout_s: int | None,
+    shapes: dict[tuple[object, ...], _Shape] | None = None,
+) -> list[KernelObject]:
     """``render_item`` of a route: its kernel route and record (the commonest item, rendered in one frame:
-    an apply of 5,000 new routes renders 5,000)."""
+    an apply of 5,000 new routes renders 5,000). What depends on the next hops alone (the kernel's
+    next hops, their part of the record) is worked out once per device and set of next hops in
+    ``shapes`` (one render's: a node's routes share a few sets); the two objects are built as the
+    named tuples they are, their idents given (what ``KernelRoute`` / ``KernelElement`` derive)."""
     device, destination = route.device, route.destination
-    if device not in layout.namespaces:
-        layout.namespace(device)  # raises, naming the node
-    kernel = kernel_route(route, layout.gateways(device, 6 if ":" in destination else 4))
-    text = records.record_text(route)
+    family = 6 if ":" in destination else 4
+    hops = route.next_hops
+    if len(hops) == 1:
+        hop = hops[0]
+        weight = hop.weight
+        shape_key: tuple[object, ...] = (device, family, hop.via, weight, weight.__class__)
+    else:
+        parts: list[object] = [device, family]
+        for hop in hops:
+            weight = hop.weight
+            parts += (hop.via, weight, weight.__class__)
+        shape_key = tuple(parts)
+    if shapes is None:
+        shapes = {}
+    shape = shapes.get(shape_key)
+    if shape is None:
+        shape = shapes[shape_key] = _route_shape(route, layout, family)
+    kernel_hops, hops_text = shape
+    origin = route.origin
+    protocol = ROUTE_PROTOCOLS[origin]
+    prefix = _host_prefix(destination) if family == 4 else None
+    if prefix is None:
+        prefix = canonical_prefix(destination)
+    kernel = _new_tuple(
+        KernelRoute, (device, MAIN_TABLE, prefix, protocol, kernel_hops, ("route", device, _MAIN, prefix))
+    )
+    expires_at = route.expires_at
+    expires = "null" if expires_at is None else records.number_text(expires_at)
+    plain = type(destination) is str and type(device) is str
+    if hops_text is None or expires is None or not plain:
+        text = records.record_text(route)  # a value json writes otherwise: through json itself
+    else:
+        text = (
+            f'["r",{_json_string(device)},{_json_string(destination)},[{hops_text}],'
+            f'"{records.ORIGIN_CODES[origin]}",{expires}]'
+        )
     if len(text) > records.CHUNK_CHARS:
         return [kernel, *records.record_elements(route, timeout_s)]
-    high, low = records.key_hash(("route", device, destination))  # route.key, without the property
-    return [kernel, KernelElement(device, records.SET_NAME, (high, low, 0), None, text, timeout_s)]
+    if plain:  # records.key_hash(route.key), without the property, the call, the join
+        digest = _BLAKE2B_8.copy()
+        digest.update(f"route\x1f{device}\x1f{destination}".encode())
+        high, low = _HASH_WORDS.unpack(digest.digest())
+    else:
+        high, low = records.key_hash(("route", device, destination))
+    ident = ("element", device, records.SET_NAME, str(high), str(low), "0")
+    fields = (device, records.SET_NAME, (high, low, 0), None, text, timeout_s, ident)
+    element = _new_tuple(KernelElement, fields)
+    return [kernel, element]
+
+
+_Shape = tuple[tuple[tuple[str, int], ...], str | None]
+"""(kernel next hops, the next hops' part of the record's JSON or None where json must write it)."""
+_new_tuple = tuple.__new__
+_MAIN = str(MAIN_TABLE)
+_pton, _AF_INET = socket.inet_pton, socket.AF_INET
+_json_string = records.json_string
+_BLAKE2B_8, _HASH_WORDS = records.BLAKE2B_8, records.HASH_WORDS
+
+
+def _route_shape(route: Route, layout: LabLayout, family: int) -> _Shape:
+    """The next-hop part of ``_route`` (refusing, naming them, next hops the device has no link to)."""
+    if route.device not in layout.namespaces:
+        layout.namespace(route.device)  # raises, naming the node
+    kernel_hops = kernel_route(route, layout.gateways(route.device, family)).next_hops
+    texts = [records.hop_text(hop.via, hop.weight) for hop in route.next_hops]
+    return kernel_hops, None if None in texts else ",".join(texts)  # type: ignore[arg-type]
+
+
+def _host_prefix(destination: str) -> str | None:
+    """An IPv4 host prefix (``a.b.c.d`` or ``a.b.c.d/32``, canonical dotted quad) as the kernel spells it;
+    None for anything else (``canonical_prefix`` decides)."""
+    address, _, length = destination.partition("/")
+    if length != "32" and length:
+        return None
+    try:
+        _pton(_AF_INET, address)  # accepts canonical dotted quads only (no leading zeros)
+    except (OSError, ValueError):
+        return None
+    return destination if length else f"{address}/32"
 
 
 def _firewall(
@@ -250,8 +339,9 @@ def render_config(
     objects: ObjectMap = {}
     owner: dict[tuple[str, ...], ConfigItem] = {}
     put = objects.setdefault
+    shapes: dict[tuple[object, ...], _Shape] = {}
     for item in config.sorted_items():
-        for obj in render_item(item, layout, alloc, now_s):
+        for obj in render_item(item, layout, alloc, now_s, shapes):
             ident = obj.ident
             have = put(ident, obj)  # one lookup: the object now held there, ours unless one was
             if have is not obj and have != obj:

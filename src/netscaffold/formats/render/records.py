@@ -52,6 +52,8 @@ def key_hash(key: ItemKey) -> tuple[int, int]:
 
 _BLAKE2B_8 = hashlib.blake2b(digest_size=8)
 _HASH_WORDS = struct.Struct(">II")
+BLAKE2B_8, HASH_WORDS = _BLAKE2B_8, _HASH_WORDS
+""":func:`key_hash`'s empty state and words, for a renderer that hashes a key it spells itself."""
 
 
 def encode_item(item: ConfigItem) -> list[Any]:
@@ -157,6 +159,12 @@ def _number(value: object) -> str | None:
 
 _string = json.encoder.encode_basestring_ascii
 """A str as ``json`` writes it by default (quoted, non-ASCII escaped)."""
+
+json_string = _string
+number_text = _number
+hop_text = _hop_text
+ORIGIN_CODES = _ORIGIN
+"""What the renderers that write a record's JSON themselves (``desired._route``) need of this module."""
 
 
 def record_elements(item: ConfigItem, timeout_s: int | None) -> list[KernelElement]:
