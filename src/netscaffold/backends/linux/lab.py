@@ -164,7 +164,10 @@ def _configure_node(layout: LabLayout, node: str, netns: str) -> None:
             rate = tc_render.bytes_per_s(link.capacity_bps)
             default = KernelClass(node, port.ifname, tc_render.DEFAULT_MINOR, rate, rate)
             tc_lines.append(tc_render.class_line(default, "replace"))
-    tools.run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", *_SYSCTLS])
+    # the namespace's defaults reach only interfaces made after them: the veths are already here, and
+    # their link-local addresses would wait a second or two for duplicate address detection
+    per_port = [f"net.ipv6.conf.{port.ifname}.accept_dad=0" for port in layout.egress_ports(node)]
+    tools.run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", *_SYSCTLS, *per_port])
     tools.ip_batch(netns, lines)
     tools.tc_batch(netns, tc_lines)
     is_firewall = layout.topology.node(node).kind is NodeKind.FIREWALL
