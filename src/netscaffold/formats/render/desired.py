@@ -285,14 +285,13 @@ def _reservation(item: Reservation, layout: LabLayout, alloc: Allocation) -> Ite
     src, dst = flow_addresses(layout, item)
     minor = alloc.minor_for(item.flow_key)
     family = family_of(src)
+    rate = tc_render.bytes_per_s(item.rate_bps)
+    src_prefix, dst_prefix = tc_render.host_prefix(src), tc_render.host_prefix(dst)
     for a, b in item.link_keys():
         port = layout.port(a, b)
         capacity = tc_render.bytes_per_s(layout.topology.link(a, b).capacity_bps)
-        rate = tc_render.bytes_per_s(item.rate_bps)
         yield KernelClass(a, port.ifname, minor, rate, capacity)
-        yield KernelFilter(
-            a, port.ifname, minor, family, tc_render.host_prefix(src), tc_render.host_prefix(dst)
-        )
+        yield KernelFilter(a, port.ifname, minor, family, src_prefix, dst_prefix)
 
 
 def _circuit(
