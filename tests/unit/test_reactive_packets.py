@@ -8,7 +8,8 @@ import struct
 
 import pytest
 
-from netscaffold.backends.linux.reactive import canonical, packet_addresses
+from netscaffold.backends.linux.reactive import packet_addresses
+from netscaffold.formats.render.layout import kernel_address
 
 
 def _ipv4_header(src: str, dst: str) -> bytes:
@@ -46,8 +47,8 @@ def test_anything_else_has_no_addresses(header: bytes) -> None:
 
 
 def test_canonical_spelling_matches_the_kernels() -> None:
-    assert canonical("fd00:0:0::1") == "fd00::1"
-    assert canonical("FD00::A") == "fd00::a"
-    assert canonical("198.18.0.1") == "198.18.0.1"
+    assert kernel_address("fd00:0:0::1") == "fd00::1"
+    assert kernel_address("FD00::A") == "fd00::a"
+    assert kernel_address("198.18.0.1") == "198.18.0.1"
     with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
-        canonical("not-an-address")
+        kernel_address("not-an-address")

@@ -20,7 +20,6 @@ arrives.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import struct
 from collections import defaultdict
@@ -163,25 +162,42 @@ def _flow_start(
     return FlowStart(now_s, node, family, proto, src, dst, src_port, dst_port)
 
 
-def _subscribed_socket() -> socket.socket:
-    return subscribed_socket(NETLINK_NETFILTER, 1 << (NFNLGRP_CONNTRACK_NEW - 1), CONNTRACK_RCVBUF_BYTES)
-
-
 def _dump_socket() -> socket.socket:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     sock.bind((0, 0))
     return sock
 
 
-class NamespaceConntrack:
+class _NamespaceSockets:
+    """Two ctnetlink sockets opened inside one namespace (``node``'s): one subscribed to the
+    announcement ``group`` (receive buffer :data:`CONNTRACK_RCVBUF_BYTES`), one for table dumps."""
+
+    def __init__(self, node: str, netns: str, group: int) -> None:
+        self.node = node
+        self.overflows = 0
+        self.sock = open_in_namespace(
+            netns, lambda: subscribed_socket(NETLINK_NETFILTER, 1 << (group - 1), CONNTRACK_RCVBUF_BYTES)
+        )
+        self._dumper = open_in_namespace(netns, _dump_socket)
+        self._seq = 0
+
+    def _dump(self, now_s: float, decode: Callable[[bytes, int, int, str, float], T | None]) -> list[T]:
+        """Every entry of the namespace's table that ``decode`` reads."""
+        self._seq += 1
+        return [
+            entry for entry in _dump(self._dumper, self._seq, self.node, now_s, decode) if entry is not None
+        ]
+
+    def close(self) -> None:
+        self.sock.close()
+        self._dumper.close()
+
+
+class NamespaceConntrack(_NamespaceSockets):
     """The new-connection announcements of one namespace (``node``), from sockets opened inside it."""
 
     def __init__(self, node: str, netns: str) -> None:
-        self.node = node
-        self.overflows = 0
-        self.sock = open_in_namespace(netns, _subscribed_socket)
-        self._dumper = open_in_namespace(netns, _dump_socket)
-        self._seq = 0
+        super().__init__(node, netns, NFNLGRP_CONNTRACK_NEW)
         self._resynced: set[tuple[int, str, str, int | None, int | None]] = set()
         """Flows a resync reported: announcements of them still queued are not reported again."""
 
@@ -208,17 +224,7 @@ class NamespaceConntrack:
 
     def dump(self, now_s: float) -> list[FlowStart]:
         """Every entry of the namespace's conntrack table, as flow starts (``time_s`` = ``now_s``)."""
-        return [
-            start for start in _dump(self._dumper, self._next_seq(), self.node, now_s, decode_entry) if start
-        ]
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def close(self) -> None:
-        self.sock.close()
-        self._dumper.close()
+        return self._dump(now_s, decode_entry)
 
 
 class ConntrackMonitor(NodeWatchers[NamespaceConntrack]):
@@ -227,13 +233,8 @@ class ConntrackMonitor(NodeWatchers[NamespaceConntrack]):
     endpoints of the topology."""
 
     def __init__(self, layout: LabLayout, nodes: Iterable[str] | None = None) -> None:
-        topology: Topology = layout.topology
-        chosen = (
-            sorted(n for n in topology.nodes if topology.node(n).kind is NodeKind.HOST)
-            if nodes is None
-            else sorted(set(nodes))
-        )
-        self.endpoint_of = {ep.address: ep.id for ep in topology.endpoints.values()}
+        chosen = _hosts(layout.topology) if nodes is None else sorted(set(nodes))
+        self.endpoint_of = {address: ep.id for address, ep in layout.endpoint_at.items()}
         super().__init__(NamespaceConntrack(node, layout.namespace(node)) for node in chosen)
 
     def poll(self, now_s: float) -> list[FlowStart]:
@@ -277,13 +278,17 @@ def announced(
 
 
 def _dump(
-    sock: socket.socket, seq: int, node: str, now_s: float, decode: Callable[[bytes, int, int, str, float], T]
-) -> list[T]:
+    sock: socket.socket,
+    seq: int,
+    node: str,
+    now_s: float,
+    decode: Callable[[bytes, int, int, str, float], T | None],
+) -> list[T | None]:
     """Every entry of the conntrack table of ``sock``'s namespace, each through ``decode``."""
     payload = _NFGEN.pack(socket.AF_UNSPEC, 0, 0)
     kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET
     sock.send(_HDR.pack(_HDR.size + len(payload), kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + payload)
-    out: list[T] = []
+    out: list[T | None] = []
     while True:
         data = sock.recv(1 << 20)
         offset = 0
@@ -295,27 +300,22 @@ def _dump(
             offset += (length + 3) & ~3
 
 
+def _hosts(topology: Topology) -> list[str]:
+    return sorted(n for n in topology.nodes if topology.node(n).kind is NodeKind.HOST)
+
+
 def enable_accounting(netns: str) -> None:
     """Turn on conntrack's byte and packet counters in ``netns`` (entries created from now on count)."""
     tools.run(["ip", "netns", "exec", netns, "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1"])
 
 
-class _HostBytes:
+class _HostBytes(_NamespaceSockets):
     """One host's conntrack counters: a dump socket and a DESTROY subscription (ended connections' final
     counters), and the bytes already reported per entry."""
 
     def __init__(self, node: str, netns: str) -> None:
-        self.node = node
-        self.overflows = 0
         enable_accounting(netns)
-        self.sock = open_in_namespace(
-            netns,
-            lambda: subscribed_socket(
-                NETLINK_NETFILTER, 1 << (NFNLGRP_CONNTRACK_DESTROY - 1), CONNTRACK_RCVBUF_BYTES
-            ),
-        )
-        self._dumper = open_in_namespace(netns, _dump_socket)
-        self._seq = 0
+        super().__init__(node, netns, NFNLGRP_CONNTRACK_DESTROY)
         self.reported: dict[int, tuple[int, int]] = {}
         """Per entry id: (original, reply) bytes reported so far."""
 
@@ -328,8 +328,7 @@ class _HostBytes:
             for data in chunks
             for c in announced(data, IPCTNL_MSG_CT_DELETE, decode_counters, self.node, now_s)
         ]
-        self._seq += 1
-        live = [c for c in _dump(self._dumper, self._seq, self.node, now_s, decode_counters) if c is not None]
+        live = self._dump(now_s, decode_counters)
         out = [self._delta(entry, self.reported.pop(entry.ident, (0, 0))) for entry in ended]
         seen = {}
         for entry in live:
@@ -342,10 +341,6 @@ class _HostBytes:
     def _delta(entry: ConnectionBytes, before: tuple[int, int]) -> tuple[ConnectionBytes, int, int]:
         return entry, max(entry.original - before[0], 0), max(entry.reply - before[1], 0)
 
-    def close(self) -> None:
-        self.sock.close()
-        self._dumper.close()
-
 
 class ConntrackBytes(NodeWatchers[_HostBytes]):
     """Per endpoint pair, the bytes conntrack counted on every host (see the module's docstring); entries
@@ -353,11 +348,9 @@ class ConntrackBytes(NodeWatchers[_HostBytes]):
     otherwise)."""
 
     def __init__(self, layout: LabLayout, skip_ports: Iterable[int] = ()) -> None:
-        topology: Topology = layout.topology
-        hosts = sorted(n for n in topology.nodes if topology.node(n).kind is NodeKind.HOST)
-        self.endpoint_of = {str(ipaddress.ip_address(ep.address)): ep for ep in topology.endpoints.values()}
+        self.endpoint_of = layout.endpoint_at
         self.skip_ports = frozenset(skip_ports)
-        super().__init__(_HostBytes(node, layout.namespace(node)) for node in hosts)
+        super().__init__(_HostBytes(node, layout.namespace(node)) for node in _hosts(layout.topology))
 
     def take(self, now_s: float) -> dict[tuple[str, str], float]:
         out: dict[tuple[str, str], float] = defaultdict(float)

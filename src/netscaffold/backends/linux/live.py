@@ -49,7 +49,7 @@ from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.conntrack import ConntrackBytes
 from netscaffold.backends.linux.monitor import RouteMonitor
 from netscaffold.backends.linux.processes import LabProcesses, ProcessSample
-from netscaffold.backends.linux.reactive import ReactiveController, canonical
+from netscaffold.backends.linux.reactive import ReactiveController
 from netscaffold.backends.linux.traffic import (
     IPERF_PORT,
     LOST_AFTER_S,
@@ -61,6 +61,7 @@ from netscaffold.backends.linux.traffic import (
 from netscaffold.backends.protocol import ApplyReport
 from netscaffold.backends.sim.costs import PROFILES, SetupCostProfile
 from netscaffold.errors import BackendError, PlanError
+from netscaffold.formats.render.layout import kernel_address
 from netscaffold.model.config import ConfigItem, NetworkConfig, Origin
 from netscaffold.model.events import FlowRequest, RoutingInfo
 from netscaffold.model.flows import FlowTable
@@ -238,8 +239,8 @@ class LiveLab:
         if controller is None:
             return []
         addresses = (
-            canonical(self.topology.endpoints[src].address),
-            canonical(self.topology.endpoints[dst].address),
+            kernel_address(self.topology.endpoints[src].address),
+            kernel_address(self.topology.endpoints[dst].address),
         )
         since_s, until_s = since_s - MISS_WINDOW_S, until_s + MISS_WINDOW_S
         return [

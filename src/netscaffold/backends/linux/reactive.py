@@ -37,6 +37,7 @@ from netscaffold.backends.linux.session import open_in_namespace
 from netscaffold.errors import BackendError
 from netscaffold.formats.render import nftables as nft_render
 from netscaffold.formats.render.desired import Allocation, render_item
+from netscaffold.formats.render.layout import LAB_V4, LAB_V6
 from netscaffold.formats.render.objects import KernelElement, KernelRoute
 from netscaffold.model.config import ConfigItem, FirewallRule, FlowMatch, NextHop, Origin, Route
 from netscaffold.model.topology import NodeKind
@@ -47,9 +48,8 @@ queued behind the packet that caused the install."""
 MISS_MARK = 0x00010000
 QUEUE_NUM = 0
 GATEWAY_PROTOCOL = 204
-LAB_RANGE = "198.18.0.0/15"
-LAB_RANGE6 = "fd00::/8"
-LAB_RANGES = {4: LAB_RANGE, 6: LAB_RANGE6}
+LAB_RANGES: dict[int, ipaddress.IPv4Network | ipaddress.IPv6Network] = {4: LAB_V4, 6: LAB_V6}
+LAB_RANGE, LAB_RANGE6 = str(LAB_V4), str(LAB_V6)
 _IPTABLES = {4: "iptables", 6: "ip6tables"}
 _NFT_PROTOCOL = {4: "ip", 6: "ip6"}
 MISS_CHAIN = "miss"
@@ -113,7 +113,7 @@ class ReactiveController:
         for family, lab_range in LAB_RANGES.items():
             gateways = self.backend.layout.gateways(node, family)
             if gateways:
-                session.netlink.replace_route(lab_range, gateways[min(gateways)], GATEWAY_PROTOCOL)
+                session.netlink.replace_route(str(lab_range), gateways[min(gateways)], GATEWAY_PROTOCOL)
 
     def _miss_rules(self, netns: str, *, add: bool, firewall: bool = False) -> None:
         """The miss chain (a marking rule per address family); on a firewall also a rule per family
@@ -179,8 +179,8 @@ class ReactiveController:
         if pair is None:
             raise ValueError("not an IPv4 or IPv6 packet")
         src, dst = pair
-        by_address = {canonical(ep.address): ep for ep in self.backend.topology.endpoints.values()}
-        a, b = by_address[src], by_address[dst]
+        endpoint_at = self.backend.layout.endpoint_at
+        a, b = endpoint_at[src], endpoint_at[dst]
         path = shortest_path(self.backend.topology, a.host, b.host)
         if at_node is not None and at_node not in path:
             upstream = shortest_path(self.backend.topology, a.host, at_node)
@@ -226,12 +226,6 @@ class ReactiveController:
             )
 
 
-def canonical(address: str) -> str:
-    """An address as the kernel spells it (``fd00::1`` for ``fd00:0::1``): how the controller records
-    and looks up endpoints."""
-    return str(ipaddress.ip_address(address))
-
-
 def packet_addresses(header: bytes) -> tuple[str, str] | None:
     """(source, destination) of an IPv4 or IPv6 packet starting at ``header``; None for anything else
     or a header cut short."""
@@ -251,7 +245,7 @@ def _miss_rule_commands(chain: dict[str, Any], family: int, *, firewall: bool) -
     """The miss chain's rules for one address family: mark a packet to the lab range without a route
     (and, on a firewall, one no permit of the family's set accepts)."""
     protocol = _NFT_PROTOCOL[family]
-    network = ipaddress.ip_network(LAB_RANGES[family])
+    network = LAB_RANGES[family]
     lab = {"prefix": {"addr": str(network.network_address), "len": network.prefixlen}}
     daddr = {"payload": {"protocol": protocol, "field": "daddr"}}
     mark = {"mangle": {"key": {"meta": {"key": "mark"}}, "value": MISS_MARK}}

@@ -62,13 +62,13 @@ class Allocation:
 
     @classmethod
     def from_kernel(cls, layout: LabLayout, objects: Iterable[KernelObject]) -> Allocation:
-        endpoint_of = {ep.address: ep.id for ep in layout.topology.endpoints.values()}
+        endpoint_at = layout.endpoint_at
         alloc = cls()
         for obj in objects:
             if isinstance(obj, KernelFilter):
-                src, dst = endpoint_of.get(obj.src.split("/")[0]), endpoint_of.get(obj.dst.split("/")[0])
-                if src is not None and dst is not None and src != dst:
-                    alloc.minors.setdefault(f"{src}->{dst}", obj.minor)
+                src, dst = endpoint_at.get(obj.src.split("/")[0]), endpoint_at.get(obj.dst.split("/")[0])
+                if src is not None and dst is not None and src.id != dst.id:
+                    alloc.minors.setdefault(f"{src.id}->{dst.id}", obj.minor)
             elif isinstance(obj, KernelElement) and obj.value is not None:
                 parts = obj.comment.split("|")
                 if len(parts) == 4 and parts[0] == "vc":

@@ -8,12 +8,13 @@ here touches the system.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
 
 from netscaffold.errors import TopologyError, ValidationError
-from netscaffold.model.topology import Topology
+from netscaffold.model.topology import Endpoint, Topology
 
 NS_PREFIX = "ns-"
 LAB_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,15}")
@@ -32,6 +33,12 @@ def check_lab_name(name: str) -> str:
             element=f"lab {name!r}",
         )
     return name
+
+
+def kernel_address(address: str) -> str:
+    """An address as the kernel spells it (``fd00::1`` for ``fd00:0::1``): what packet headers, dumps
+    and conntrack give back."""
+    return str(ipaddress.ip_address(address))
 
 
 def lab_namespace_prefix(lab: str) -> str:
@@ -109,6 +116,11 @@ class LabLayout:
                 out[peer] = far.v4_address if family == 4 else far.v6_address
         self._gateways[(node, family)] = out
         return out
+
+    @functools.cached_property
+    def endpoint_at(self) -> dict[str, Endpoint]:
+        """Address in the kernel's spelling (:func:`kernel_address`) -> the endpoint holding it."""
+        return {kernel_address(ep.address): ep for ep in self.topology.endpoints.values()}
 
     def endpoint_addresses(self, node: str) -> list[str]:
         return sorted(
