@@ -8,7 +8,6 @@ hash of the key, so allocation is deterministic.
 
 from __future__ import annotations
 
-import socket
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -189,9 +188,7 @@ def _route(
     kernel_hops, hops_text = shape
     origin = route.origin
     protocol = ROUTE_PROTOCOLS[origin]
-    prefix = _host_prefix(destination) if family == 4 else None
-    if prefix is None:
-        prefix = canonical_prefix(destination)
+    prefix = canonical_prefix(destination)
     kernel = _new_tuple(
         KernelRoute, (device, MAIN_TABLE, prefix, protocol, kernel_hops, ("route", device, _MAIN, prefix))
     )
@@ -223,7 +220,6 @@ _Shape = tuple[tuple[tuple[str, int], ...], str | None]
 """(kernel next hops, the next hops' part of the record's JSON or None where json must write it)."""
 _new_tuple = tuple.__new__
 _MAIN = str(MAIN_TABLE)
-_pton, _AF_INET = socket.inet_pton, socket.AF_INET
 _json_string = records.json_string
 _BLAKE2B_8, _HASH_WORDS = records.BLAKE2B_8, records.HASH_WORDS
 
@@ -237,19 +233,6 @@ def _route_shape(route: Route, layout: LabLayout, family: int) -> _Shape:
     return kernel_hops, None if None in texts else ",".join(texts)  # type: ignore[arg-type]
 
 
-def _host_prefix(destination: str) -> str | None:
-    """An IPv4 host prefix (``a.b.c.d`` or ``a.b.c.d/32``, canonical dotted quad) as the kernel spells it;
-    None for anything else (``canonical_prefix`` decides)."""
-    address, _, length = destination.partition("/")
-    if length != "32" and length:
-        return None
-    try:
-        _pton(_AF_INET, address)  # accepts canonical dotted quads only (no leading zeros)
-    except (OSError, ValueError):
-        return None
-    return destination if length else f"{address}/32"
-
-
 def _firewall(
     rule: FirewallRule, layout: LabLayout, timeout_s: int | None, now_s: float
 ) -> list[KernelObject]:
@@ -257,13 +240,10 @@ def _firewall(
     if rule.device not in layout.namespaces:
         layout.namespace(rule.device)  # raises, naming the node
     key = rule.key
-    objects: list[KernelObject] = [*nft_render.firewall_elements(rule, now_s, item_key=key)]
-    text = records.record_text(rule)
-    if len(text) > records.CHUNK_CHARS:
-        return [*objects, *records.record_elements(rule, timeout_s)]
-    high, low = records.key_hash(key)
-    objects.append(KernelElement(rule.device, records.SET_NAME, (high, low, 0), None, text, timeout_s))
-    return objects
+    return [
+        *nft_render.firewall_elements(rule, now_s, item_key=key),
+        *records.record_elements(rule, timeout_s, key),
+    ]
 
 
 def _render_objects(

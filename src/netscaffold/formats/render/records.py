@@ -167,10 +167,13 @@ ORIGIN_CODES = _ORIGIN
 """What the renderers that write a record's JSON themselves (``desired._route``) need of this module."""
 
 
-def record_elements(item: ConfigItem, timeout_s: int | None) -> list[KernelElement]:
-    """The elements holding ``item``'s record, on its first device."""
+def record_elements(
+    item: ConfigItem, timeout_s: int | None, key: ItemKey | None = None
+) -> list[KernelElement]:
+    """The elements holding ``item``'s record, on its first device (``key``: ``item.key``, where the
+    caller has built it already)."""
     text = record_text(item)
-    high, low = key_hash(item.key)
+    high, low = key_hash(item.key if key is None else key)
     node = item.devices()[0]
     if len(text) <= CHUNK_CHARS:  # most records (a route through two next hops fits in one chunk)
         return [KernelElement(node, SET_NAME, (high, low, 0), None, text, timeout_s)]
