@@ -204,12 +204,7 @@ def _route(
         )
     if len(text) > records.CHUNK_CHARS:
         return [kernel, *records.record_elements(route, timeout_s)]
-    if plain:  # records.key_hash(route.key), without the property, the call, the join
-        digest = _BLAKE2B_8.copy()
-        digest.update(f"route\x1f{device}\x1f{destination}".encode())
-        high, low = _HASH_WORDS.unpack(digest.digest())
-    else:
-        high, low = records.key_hash(("route", device, destination))
+    high, low = records.key_hash(("route", device, destination))  # route.key, without the property
     ident = ("element", device, records.SET_NAME, str(high), str(low), "0")
     fields = (device, records.SET_NAME, (high, low, 0), None, text, timeout_s, ident)
     element = _new_tuple(KernelElement, fields)
@@ -221,7 +216,6 @@ _Shape = tuple[tuple[tuple[str, int], ...], str | None]
 _new_tuple = tuple.__new__
 _MAIN = str(MAIN_TABLE)
 _json_string = records.json_string
-_BLAKE2B_8, _HASH_WORDS = records.BLAKE2B_8, records.HASH_WORDS
 
 
 def _route_shape(route: Route, layout: LabLayout, family: int) -> _Shape:

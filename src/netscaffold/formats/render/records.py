@@ -52,8 +52,6 @@ def key_hash(key: ItemKey) -> tuple[int, int]:
 
 _BLAKE2B_8 = hashlib.blake2b(digest_size=8)
 _HASH_WORDS = struct.Struct(">II")
-BLAKE2B_8, HASH_WORDS = _BLAKE2B_8, _HASH_WORDS
-""":func:`key_hash`'s empty state and words, for a renderer that hashes a key it spells itself."""
 
 
 def encode_item(item: ConfigItem) -> list[Any]:
