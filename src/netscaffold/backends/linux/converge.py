@@ -283,16 +283,14 @@ def read_all(
             return read_node(node, session, devices)
         chosen = [device for device in devices if device in scope.devices]
         known = written.get(node) if written is not None else None
-        if known is None:
-            return read_node(node, session, chosen, routes=scope.routes, sets=scope.sets)
         return read_node(
             node,
             session,
             chosen,
             routes=scope.routes,
             sets=scope.sets,
-            written=known.elements,
-            written_routes=known.routes,
+            written=known.elements if known is not None else None,
+            written_routes=known.routes if known is not None else None,
         )
 
     chosen = sorted(layout.namespaces if nodes is None else set(nodes))
