@@ -13,6 +13,7 @@ import hashlib
 import ipaddress
 import json
 import pickle
+import socket
 import struct
 from collections.abc import Iterator
 
@@ -20,9 +21,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netscaffold.backends.linux import journal, netlink, readback
+from netscaffold.backends.linux import journal, netlink, readback, tools
 from netscaffold.backends.linux.backend import LinuxBackend
-from netscaffold.backends.linux.converge import plan_steps, read_all, written_objects, written_scopes
+from netscaffold.backends.linux.converge import (
+    converge,
+    filters_written,
+    plan_steps,
+    read_all,
+    written_objects,
+    written_scopes,
+)
 from netscaffold.backends.linux.netlink import htb_class_message, u32_filter_message
 from netscaffold.backends.linux.readback import (
     _SET_FIELDS,
@@ -368,9 +376,12 @@ def test_read_back_matched_by_written_bytes_equals_the_full_decoding(backend: Li
             _, step.written = encoded_elements(step.elements)
         elif step.tool == "netlink":
             _, step.written_routes = netlink.route_messages(step.ops)
+        elif step.tool == "tc":
+            step.written_filters = filters_written(step.tc_ops)
     written = written_objects(steps)
     assert any(w.routes for w in written.values())
     assert any(w.elements for w in written.values())
+    assert any(w.filters for w in written.values())
     scopes = written_scopes(steps)
     matched = read_all(backend.layout, backend.sessions, set(scopes), scopes, written)
     decoded = read_all(backend.layout, backend.sessions, set(scopes), scopes)
@@ -456,6 +467,48 @@ def test_route_messages_equal_route_message_for_any_route(
     ]
 
 
+def _u32_message_reference(ifindex: int, minor: int, priority: int, src: str, dst: str) -> bytes:
+    """A u32 filter message built attribute by attribute (``tc``'s keys: the version nibble, then every
+    address word)."""
+    six = ":" in src
+    family = socket.AF_INET6 if six else socket.AF_INET
+    keys = [(0xF0000000, (6 if six else 4) << 28, 0)]
+    for base, address in ((8 if six else 12, src), (24 if six else 16, dst)):
+        packed = socket.inet_pton(family, address.partition("/")[0])
+        keys += [
+            (0xFFFFFFFF, int.from_bytes(packed[i : i + 4], "big"), base + i) for i in range(0, len(packed), 4)
+        ]
+    selector = struct.pack("=BBBxHHhhI", 1, 0, len(keys), 0, 0, 0, 0, 0) + b"".join(
+        struct.pack("!II", mask, value) + struct.pack("=ii", at, 0) for mask, value, at in keys
+    )
+
+    def nla(kind: int, payload: bytes) -> bytes:
+        return struct.pack("=HH", 4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
+
+    options = nla(1, struct.pack("=I", 0x10000 | minor)) + nla(5, selector)
+    info = (priority << 16) | socket.htons(3)
+    header = struct.pack("=BxxxiIII", 0, ifindex, (0x800 << 20) | minor, 0x10000, info)
+    return header + nla(1, b"u32\0") + nla(2, options)
+
+
+@given(
+    st.integers(1, 1 << 20),
+    st.integers(1, 0xFFF),
+    st.integers(1, 0xFFFF),
+    st.ip_addresses(v=4).map(str) | st.ip_addresses(v=6).map(str),
+    st.data(),
+)
+@settings(max_examples=100, deadline=None)
+def test_u32_filter_message_is_the_attribute_by_attribute_encoding(
+    ifindex: int, minor: int, priority: int, src: str, data: st.DataObject
+) -> None:
+    dst = data.draw(st.ip_addresses(v=6 if ":" in src else 4).map(str))
+    bits = 128 if ":" in src else 32
+    kind, flags, payload = u32_filter_message(ifindex, minor, priority, f"{src}/{bits}", f"{dst}/{bits}")
+    assert (kind, flags) == (netlink.RTM_NEWTFILTER_MSG, netlink.NLM_F_CREATE)
+    assert payload == _u32_message_reference(ifindex, minor, priority, src, dst)
+
+
 @pytest.mark.root
 def test_tc_rows_decode_as_the_message_objects() -> None:
     """HTB classes and u32 filters read as plain rows (and IPv4 filters by their three match words)
@@ -497,6 +550,64 @@ def test_tc_rows_decode_as_the_message_objects() -> None:
             (6, "fd00::1/128", "fd00::2/128"),
             (4, "198.18.0.3/32", "198.18.0.4/32"),
         }
+
+
+@pytest.mark.root
+def test_filters_matched_by_written_selectors_are_those_the_kernel_holds() -> None:
+    """u32 filters read back against the selectors written: the ones the kernel holds as written are
+    the written objects themselves (the first found by a full decoding, the rest by its layout); one the
+    kernel holds with another selector, and one pointing at another class, are read as they are."""
+    addresses = ["address add 198.18.0.1/29 dev h13ln0", "address add fd00::1/64 dev h13ln0 nodad"]
+    with veth_namespace("lean", "h13ln0", "h13ln1", addresses) as session:
+        ifindex = session.netlink.links()["h13ln0"]
+        v4 = [(f"198.18.1.{i}/32", f"198.18.2.{i}/32") for i in range(1, 7)]
+        pairs = [*v4, ("fd00::1/128", "fd00::2/128"), ("fd00::3/128", "fd00::4/128")]
+        filters = [
+            KernelFilter("n", "h13ln0", minor, 6 if ":" in src else 4, src, dst)
+            for minor, (src, dst) in enumerate(pairs, start=0x20)
+        ]
+        messages = []
+        for f in filters:
+            rate = 12_500 * f.minor
+            quantum = tc_render.quantum(rate)
+            messages.append(htb_class_message(ifindex, f.minor, rate, rate, parent_minor=1, quantum=quantum))
+            messages.append(u32_filter_message(ifindex, f.minor, tc_render.FILTER_PRIORITY, f.src, f.dst))
+        assert session.netlink.bulk(messages) == []
+        # the kernel's filter 0x23 matches another source than written (a u32 replace keeps a filter's
+        # keys: deleted and added again), 0x24 classifies into 1:25
+        moved = filters[3]._replace(src="198.18.9.9/32")
+        tools.tc_batch(
+            session.netns,
+            [
+                tc_render.filter_line(moved, "delete"),
+                tc_render.filter_line(moved, "replace"),
+                tc_render.filter_line(filters[4], "replace").replace("flowid 1:24", "flowid 1:25"),
+            ],
+        )
+        written = filters_written([("replace", f) for f in filters])["h13ln0"]
+        read = readback._filters(session, "n", "h13ln0", ifindex, written)
+        decoded = readback._filters(session, "n", "h13ln0", ifindex)
+        assert read == decoded
+        assert moved in read
+        assert filters[3] not in read
+        assert all(f.minor != 0x24 for f in read)  # not one of ours any more: not read as ours
+        taken = [f for f in read if any(f is w for w in filters)]
+        assert {f.minor for f in taken} == {0x20, 0x21, 0x22, 0x25, 0x26, 0x27}
+
+
+@pytest.mark.root
+def test_a_filter_held_with_other_keys_is_deleted_and_written_again(backend: LinuxBackend) -> None:
+    """A u32 replace keeps the filter's keys (only its class and actions change), so converging to a
+    filter that the kernel holds with other keys deletes it and adds it again."""
+    backend.apply(Plan.between(NetworkConfig(), scaffold()))
+    held = backend.kernel_objects()
+    wanted = next(o for o in held.values() if isinstance(o, KernelFilter))
+    other = wanted._replace(src="198.18.9.9/32")
+    lines = [tc_render.filter_line(wanted, "delete"), tc_render.filter_line(other, "replace")]
+    tools.tc_batch(backend.layout.namespace(wanted.node), lines)
+    assert backend.kernel_objects()[wanted.ident] == other
+    assert converge(backend.layout, held, backend.sessions) == 2  # deleted, then written
+    assert backend.kernel_objects() == held
 
 
 @pytest.mark.parametrize("timeout_ms", [None, 30_000])

@@ -21,14 +21,16 @@ from typing import Any, Literal, TypeVar
 
 from netscaffold.backends.linux import tools
 from netscaffold.backends.linux.netlink import (
+    U32_NODE_HANDLE,
     Message,
     WrittenRoutes,
     htb_class_message,
     route_messages,
     tc_delete_message,
     u32_filter_message,
+    u32_selector,
 )
-from netscaffold.backends.linux.readback import encoded_elements, read_node
+from netscaffold.backends.linux.readback import WrittenFilters, encoded_elements, read_node
 from netscaffold.backends.linux.session import SessionPool
 from netscaffold.errors import NetscaffoldError
 from netscaffold.formats.render import nftables as nft_render
@@ -74,6 +76,9 @@ class Step:
     written_routes: WrittenRoutes = field(default_factory=dict)
     """Once run: the IPv4 routes it wrote, by destination address (see
     :func:`~netscaffold.backends.linux.netlink.route_messages`), for the read-back."""
+    written_filters: dict[str, WrittenFilters] = field(default_factory=dict)
+    """Once run: per device, the u32 filters it wrote by handle, with their selectors, for the
+    read-back."""
 
     def run(self, sessions: SessionPool | None = None) -> None:
         if self.tool == "netlink":
@@ -102,6 +107,7 @@ class Step:
                 if obj.device not in index:  # refused before anything is sent
                     raise tools.ToolError(argv, f"Error: no device {obj.device}", at + 1)
                 messages.append(_tc_message(obj, index[obj.device], at < len(self.tc_deletes)))
+            self.written_filters = filters_written(self.tc_ops)
             failures = netlink.bulk(messages)
             if failures:
                 at, code = failures[0]
@@ -145,6 +151,17 @@ class Step:
     @property
     def empty(self) -> bool:
         return not (self.lines or self.elements or self.ops or self.tc_deletes or self.tc_ops)
+
+
+def filters_written(ops: Iterable[TcOp]) -> dict[str, WrittenFilters]:
+    """Per device, the u32 filters that ``ops`` write, by handle, with the selector each sends (see
+    :meth:`~netscaffold.backends.linux.netlink.NetlinkReader.u32_rows`)."""
+    written: dict[str, WrittenFilters] = {}
+    for _, obj in ops:
+        if isinstance(obj, KernelFilter):
+            selector = u32_selector(obj.src, obj.dst)  # cached: the one the message was built with
+            written.setdefault(obj.device, {})[U32_NODE_HANDLE | obj.minor] = (selector, obj)
+    return written
 
 
 def _tc_message(obj: KernelClass | KernelFilter, ifindex: int, delete: bool) -> Message:
@@ -241,17 +258,19 @@ def _line_device(line: str) -> str:
 @dataclass
 class Written:
     """What run steps wrote on one node, as the read-back matches it: nft set elements added (per set,
-    by the signature of the bytes written) and IPv4 routes written (by destination address)."""
+    by the signature of the bytes written), IPv4 routes written (by destination address) and u32
+    filters written (per device, by handle)."""
 
     elements: dict[str, dict[bytes, KernelElement]] = field(default_factory=dict)
     routes: WrittenRoutes = field(default_factory=dict)
+    filters: dict[str, WrittenFilters] = field(default_factory=dict)
 
 
 def written_objects(steps: Iterable[Step]) -> dict[str, Written]:
     """What the (run) ``steps`` wrote, per node, for :func:`read_all`."""
     out: dict[str, Written] = {}
     for step in steps:
-        if not (step.written or step.written_routes):
+        if not (step.written or step.written_routes or step.written_filters):
             continue
         written = out.setdefault(step.node, Written())
         for set_name, elements in step.written.items():  # the step's own maps where it is alone
@@ -260,6 +279,9 @@ def written_objects(steps: Iterable[Step]) -> dict[str, Written]:
         if step.written_routes:
             have_routes = written.routes
             written.routes = {**have_routes, **step.written_routes} if have_routes else step.written_routes
+        for device, filters in step.written_filters.items():
+            have_filters = written.filters.get(device)
+            written.filters[device] = filters if have_filters is None else {**have_filters, **filters}
     return out
 
 
@@ -291,6 +313,7 @@ def read_all(
             sets=scope.sets,
             written=known.elements if known is not None else None,
             written_routes=known.routes if known is not None else None,
+            written_filters=known.filters if known is not None else None,
         )
 
     chosen = sorted(layout.namespaces if nodes is None else set(nodes))
@@ -309,8 +332,8 @@ def read_all(
 def diff(
     actual: Mapping[tuple[str, ...], KernelObject], target: Mapping[tuple[str, ...], KernelObject]
 ) -> tuple[list[KernelObject], list[KernelObject]]:
-    """(objects to remove, objects to put): a changed object is put (replace) or, for set elements whose
-    content changed, removed and put again."""
+    """(objects to remove, objects to put): a changed object is put (replace) or, for set elements,
+    policy rules and u32 filters (whose replace keeps the keys it matches), removed and put again."""
     remove = [obj for ident, obj in actual.items() if ident not in target]
     if not actual:
         return remove, list(target.values())
@@ -343,7 +366,7 @@ def diff(
             put.append(obj)
         elif have != obj and not same(have, obj):
             put.append(obj)
-            if isinstance(have, KernelElement | KernelRule):
+            if isinstance(have, KernelElement | KernelRule | KernelFilter):  # a u32 replace keeps keys
                 remove.append(have)
     return remove, put
 

@@ -288,14 +288,26 @@ class NetlinkReader:
         ``counters=False``, as plain tuples (a read-back decodes thousands)."""
         out = []
         htb = b"htb\0"
+        # the bytes from TCA_KIND to the payload of TCA_OPTIONS of the first HTB class whose two
+        # attributes come first: a class starting with the very same bytes has its options right after
+        # them, of the same length (the kernel dumps every HTB class so), found without a scan
+        head, head_end, options_size = b"", 0, 0
+        attributes = _TCMSG.size
         for kind, buf, off, end in self.dump_spans(RTM_GETTCLASS, _TCMSG.pack(0, ifindex, 0, 0, 0)):
             if kind != RTM_NEWTCLASS:
                 continue
             handle = _U32.unpack_from(buf, off + _TCMSG_HANDLE)[0]
-            kind_span, options = _kind_and_options(buf, off + _TCMSG.size, end)
+            if head_end and buf.startswith(head, off + attributes):
+                start = off + head_end
+                out.append((handle, "htb", *_htb_rates(buf[start : start + options_size])))
+                continue
+            kind_span, options = _kind_and_options(buf, off + attributes, end)
             if kind_span is None or buf[kind_span[0] : kind_span[1]] != htb or options is None:
                 out.append((handle, _text(buf, kind_span), 0, 0))
                 continue
+            if kind_span[0] == off + attributes + 4 and options[0] == kind_span[1] + 4:
+                head, head_end = buf[off + attributes : options[0]], options[0] - off
+                options_size = options[1] - options[0]
             rate, ceil = _htb_rates(buf[options[0] : options[1]])
             out.append((handle, "htb", rate, ceil))
         return out
@@ -323,32 +335,43 @@ class NetlinkReader:
         return out
 
     def u32_filters(self, ifindex: int, parent: int) -> list[U32Msg]:
-        return [U32Msg(*row) for row in self.u32_rows(ifindex, parent)]
+        return [U32Msg(h, p, c, k) for h, p, c, k in self.u32_rows(ifindex, parent) if k is not None]
 
-    def u32_rows(self, ifindex: int, parent: int) -> list[tuple[int, int, int, tuple[tuple[int, int], ...]]]:
+    def u32_rows(
+        self, ifindex: int, parent: int, written: Mapping[int, tuple[bytes, object]] | None = None
+    ) -> list[tuple[int, int, int, tuple[tuple[int, int], ...] | None]]:
         """(handle, priority, classid, match words) of the u32 filters under ``parent``, as
-        :meth:`u32_filters` gives them, as plain tuples (a read-back decodes thousands)."""
-        out = []
+        :meth:`u32_filters` gives them, as plain tuples (a read-back decodes thousands). ``written``:
+        per handle, the tc_u32_sel just written (first of each pair); a filter the kernel holds with
+        those very bytes (and the class of its handle) comes with ``None`` for its words: it is the one
+        written, not decoded again (the kernel keeps the selector as sent, dumps it back byte for byte)."""
+        out: list[tuple[int, int, int, tuple[tuple[int, int], ...] | None]] = []
+        known = (written or {}).get
+        layouts = _FilterLayouts()
         for kind, buf, off, end in self.dump_spans(RTM_GETTFILTER, _TCMSG.pack(0, ifindex, 0, parent, 0)):
             if kind != RTM_NEWTFILTER:
                 continue
+            if layouts.by_size:  # a written filter found as written: later ones by its layout
+                handle = _U32.unpack_from(buf, off + _TCMSG_HANDLE)[0]
+                entry = known(handle)
+                priority = None if entry is None else layouts.priority(buf, off, end, handle, entry[0])
+                if priority is not None:
+                    out.append((handle, priority, 0x10000 | (handle & 0xFFF), None))
+                    continue
             _, _, handle, _, info = _TCMSG.unpack_from(buf, off)
-            kind_span, options = _kind_and_options(buf, off + _TCMSG.size, end)
-            if kind_span is None or buf[kind_span[0] : kind_span[1]] != b"u32\0" or options is None:
+            spans = _u32_spans(buf, off, end)
+            if spans is None:
                 continue
-            sel = classid = None
-            pos, stop = options
-            while pos + 4 <= stop:  # one pass over the options: no dict of their spans
-                length, attr = _ATTR.unpack_from(buf, pos)
-                if length < 4:
-                    break
-                attr &= 0x3FFF
-                if attr == TCA_U32_SEL:
-                    sel = pos + 4
-                elif attr == TCA_U32_CLASSID:
-                    classid = pos + 4
-                pos += (length + 3) & ~3
-            if sel is None or classid is None:
+            sel, sel_end, classid = spans
+            entry = known(handle)
+            if (
+                entry is not None
+                and sel_end - sel == len(entry[0])
+                and buf.startswith(entry[0], sel)
+                and _U32.unpack_from(buf, classid)[0] == 0x10000 | (handle & 0xFFF)
+            ):
+                layouts.learn(buf, off, end, spans, info >> 16)
+                out.append((handle, info >> 16, 0x10000 | (handle & 0xFFF), None))
                 continue
             count, first = buf[sel + 2], sel + _U32_SEL.size
             values_of, offsets_of = _u32_key_structs(count)  # values big-endian, offsets native
@@ -357,6 +380,68 @@ class NetlinkReader:
             )
             out.append((handle, info >> 16, _U32.unpack_from(buf, classid)[0], keys))
         return out
+
+
+def _u32_spans(buf: bytes, off: int, end: int) -> tuple[int, int, int] | None:
+    """(selector start, selector end, class id offset) of the u32 filter message at ``buf[off:end]``
+    (None for another kind, or a filter without them: a hash table)."""
+    kind_span, options = _kind_and_options(buf, off + _TCMSG.size, end)
+    if kind_span is None or buf[kind_span[0] : kind_span[1]] != b"u32\0" or options is None:
+        return None
+    sel = classid = None
+    sel_end = 0
+    pos, stop = options
+    while pos + 4 <= stop:  # one pass over the options: no dict of their spans
+        length, attr = _ATTR.unpack_from(buf, pos)
+        if length < 4:
+            break
+        attr &= 0x3FFF
+        if attr == TCA_U32_SEL:
+            sel, sel_end = pos + 4, pos + length
+        elif attr == TCA_U32_CLASSID:
+            classid = pos + 4
+        pos += (length + 3) & ~3
+    return None if sel is None or classid is None else (sel, sel_end, classid)
+
+
+class _FilterLayouts:
+    """Per selector length, the layout of the first written filter of a dump found as written: the
+    bytes from tcm_info to the selector, those from the selector to the class id, those after it, the
+    message size and the priority. A message of a written handle with those very bytes around its
+    selector and class id is that filter too (handle, class id and selector are all that differ between
+    the filters of one device), compared in place without a scan."""
+
+    __slots__ = ("by_size",)
+    _INFO_AT = _TCMSG.size - 4
+
+    def __init__(self) -> None:
+        self.by_size: dict[int, tuple[bytes, bytes, bytes, int, int]] = {}
+
+    def learn(self, buf: bytes, off: int, end: int, spans: tuple[int, int, int], priority: int) -> None:
+        sel, sel_end, classid = spans
+        if sel_end <= classid - 4:  # the class id after the selector, as the kernel dumps it
+            head, middle, tail = buf[off + self._INFO_AT : sel], buf[sel_end:classid], buf[classid + 4 : end]
+            self.by_size[sel_end - sel] = (head, middle, tail, end - off, priority)
+
+    def priority(self, buf: bytes, off: int, end: int, handle: int, selector: bytes) -> int | None:
+        """The priority of the filter at ``buf[off:end]`` if it has a learnt layout around ``selector``
+        and the class of ``handle``; None otherwise (decode it)."""
+        layout = self.by_size.get(len(selector))
+        if layout is None:
+            return None
+        head, middle, tail, size, priority = layout
+        sel = off + self._INFO_AT + len(head)
+        at = sel + len(selector) + len(middle)
+        if (
+            end - off == size
+            and buf.startswith(head, off + self._INFO_AT)
+            and buf.startswith(selector, sel)
+            and buf.startswith(middle, at - len(middle))
+            and _U32.unpack_from(buf, at)[0] == 0x10000 | (handle & 0xFFF)
+            and buf.startswith(tail, at + 4)
+        ):
+            return priority
+        return None
 
 
 @functools.lru_cache(maxsize=64)
@@ -1399,21 +1484,40 @@ def u32_filter_message(ifindex: int, minor: int, priority: int, src: str, dst: s
     """``tc filter replace dev D parent 1: protocol all prio P handle 800::M u32 match u8 0x40|0x60 0xf0
     at 0 match ip[6] src S match ip[6] dst D flowid 1:M`` as a message for ``bulk`` (the keys ``tc``
     packs: the version nibble, then the address words; host addresses only)."""
-    options = _nla(TCA_U32_CLASSID, struct.pack("=I", 0x10000 | minor)) + _nla(
-        TCA_U32_SEL, _u32_selector(src, dst)
+    selector = u32_selector(src, dst)  # a whole number of 4-byte words: no padding
+    size = len(selector)
+    head = _U32_FILTER_HEAD.pack(
+        0,
+        ifindex,
+        U32_NODE_HANDLE | minor,
+        0x10000,
+        (priority << 16) | _ETH_P_ALL_NET,
+        _U32_KIND,
+        16 + size,  # TCA_OPTIONS: TCA_U32_CLASSID, then TCA_U32_SEL
+        TCA_OPTIONS,
+        8,
+        TCA_U32_CLASSID,
+        0x10000 | minor,
+        4 + size,
+        TCA_U32_SEL,
     )
-    info = (priority << 16) | socket.htons(ETH_P_ALL)
-    header = _TCMSG.pack(0, ifindex, U32_NODE_HANDLE | minor, 0x10000, info)
-    return RTM_NEWTFILTER_MSG, NLM_F_CREATE, header + _U32_KIND + _nla(TCA_OPTIONS, options)
+    return RTM_NEWTFILTER_MSG, NLM_F_CREATE, head + selector
 
 
 _U32_KIND = _nla(TCA_KIND, b"u32\0")
+_U32_FILTER_HEAD = struct.Struct(f"=BxxxiIII{len(_U32_KIND)}sHHHHIHH")
+"""The tcmsg of a u32 filter, its TCA_KIND, the head of TCA_OPTIONS, TCA_U32_CLASSID and the head of
+TCA_U32_SEL: the message up to its selector, in one pack."""
+_ETH_P_ALL_NET = socket.htons(ETH_P_ALL)
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _u32_selector(src: str, dst: str) -> bytes:
+def u32_selector(src: str, dst: str) -> bytes:
     """The tc_u32_sel of a (src, dst) host match (a reservation's filters on every hop share it)."""
     src_addr, dst_addr = src.partition("/")[0], dst.partition("/")[0]
+    if ":" not in src_addr and ":" not in dst_addr:  # IPv4: the version key, then the two address words
+        src4, dst4 = socket.inet_pton(socket.AF_INET, src_addr), socket.inet_pton(socket.AF_INET, dst_addr)
+        return b"".join((_U32_V4_HEAD, src4, _U32_V4_SRC_OFF, dst4, _U32_V4_DST_OFF))
     family = socket.AF_INET6 if ":" in src_addr else socket.AF_INET
     src_bytes, dst_bytes = socket.inet_pton(family, src_addr), socket.inet_pton(family, dst_addr)
     version, src_off, dst_off = (0x4, 12, 16) if family == socket.AF_INET else (0x6, 8, 24)
@@ -1427,6 +1531,16 @@ def _u32_selector(src: str, dst: str) -> bytes:
         _U32_KEY_BE.pack(mask, value) + _U32_KEY_OFF.pack(at, 0) for mask, value, at in keys
     )
 
+
+_U32_V4_HEAD = (
+    _U32_SEL.pack(TC_U32_TERMINAL, 0, 3, 0, 0, 0, 0, 0)
+    + _U32_KEY_BE.pack(0xF0000000, 0x4 << 28)
+    + _U32_KEY_OFF.pack(0, 0)
+    + _U32_KEY_BE.pack(_U32_MAX, 0)[:4]
+)
+"""An IPv4 host match's tc_u32_sel up to the source address: the head, the version key, a full mask."""
+_U32_V4_SRC_OFF = _U32_KEY_OFF.pack(12, 0) + _U32_KEY_BE.pack(_U32_MAX, 0)[:4]
+_U32_V4_DST_OFF = _U32_KEY_OFF.pack(16, 0)
 
 RTM_DELADDR, RTM_DELQDISC = 21, 37
 IFLA_IFNAME, IFLA_IFALIAS = 3, 20

@@ -62,6 +62,7 @@ def read_node(
     sets: Iterable[str] | None = None,
     written: Mapping[str, Mapping[bytes, KernelElement]] | None = None,
     written_routes: WrittenRoutes | None = None,
+    written_filters: Mapping[str, WrittenFilters] | None = None,
 ) -> list[KernelObject]:
     """Every object of ours in the session's namespace (``devices``: the lab ports holding our classes),
     or only part of it: ``routes=False`` skips routes and policy rules, ``sets`` names the nft sets to
@@ -69,7 +70,8 @@ def read_node(
     :func:`~netscaffold.backends.linux.netlink.element_signature`; an element the kernel holds with
     the very bytes of one of them is that element (not decoded again: see :func:`written_signature`);
     ``written_routes`` likewise for routes (see
-    :meth:`~netscaffold.backends.linux.netlink.NetlinkReader.kernel_routes`)."""
+    :meth:`~netscaffold.backends.linux.netlink.NetlinkReader.kernel_routes`) and ``written_filters``
+    for u32 filters, per device (see :meth:`~netscaffold.backends.linux.netlink.NetlinkReader.u32_rows`)."""
     nl = session.netlink
     try:
         objects: list[KernelObject] = []
@@ -84,7 +86,8 @@ def read_node(
         for device in chosen:
             if device in index:
                 objects += _classes(session, node, device, index[device])
-                objects += _filters(session, node, device, index[device])
+                known = written_filters.get(device) if written_filters is not None else None
+                objects += _filters(session, node, device, index[device], known)
     except OSError as exc:
         raise BackendError(f"cannot read namespace {session.netns}: {exc}", backend="linux") from None
     objects += _elements(session, node, _SET_FIELDS if sets is None else set(sets), written or {})
@@ -101,13 +104,23 @@ def _classes(session: NamespaceSession, node: str, device: str, ifindex: int) ->
     return out
 
 
-def _filters(session: NamespaceSession, node: str, device: str, ifindex: int) -> list[KernelFilter]:
+WrittenFilters = dict[int, tuple[bytes, KernelFilter]]
+"""The u32 filters written on one device: by handle, the tc_u32_sel sent and the filter."""
+
+
+def _filters(
+    session: NamespaceSession, node: str, device: str, ifindex: int, written: WrittenFilters | None = None
+) -> list[KernelFilter]:
     out = []
-    for handle, priority, classid, keys in session.netlink.u32_rows(ifindex, _ROOT_QDISC):
+    for handle, priority, classid, keys in session.netlink.u32_rows(ifindex, _ROOT_QDISC, written):
         if priority != FILTER_PRIORITY or handle >> 20 != _U32_NODE_TABLE or classid >> 16 != 1:
             continue
         minor = handle & 0xFFF
         if minor == 0 or minor != classid & 0xFFFF:
+            continue
+        if keys is None:  # the selector written for this handle (only given ``written``): that filter
+            if written is not None:
+                out.append(written[handle][1])
             continue
         if len(keys) == 3:  # what we write for IPv4: the version nibble, source, destination
             (version_at, version), (src_at, src), (dst_at, dst) = keys

@@ -8,6 +8,7 @@ hash of the key, so allocation is deterministic.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -121,6 +122,8 @@ def render_item(
     alloc: Allocation,
     now_s: float,
     shapes: dict[tuple[object, ...], _Shape] | None = None,
+    *,
+    hops: dict[tuple[str, ...], _Hops] | None = None,
 ) -> list[KernelObject]:
     """The item's kernel objects and, on its first device, the elements holding its record.
 
@@ -129,7 +132,8 @@ def render_item(
     mostly the same config (the same item objects) every tick. The memo is keyed by the item's identity
     (the entry holds the item, so the id stays its own): hashing an item hashes every field of it and of
     its next hops, twice per new item, which cost more than a route's kernel object. ``shapes``: what
-    routes' next hops render to, kept by the caller across the items of one config (see ``_route``)."""
+    routes' next hops render to, ``hops``: the egress ports of reservations' paths, both kept by the
+    caller across the items of one config (see ``_route`` and ``_reservation``)."""
     expires_at = item.expires_at
     timeout_s = None if expires_at is None else nft_render.timeout_for(expires_at, now_s)
     memoised = type(item) is Route or type(item) is FirewallRule
@@ -142,7 +146,10 @@ def render_item(
     elif type(item) is FirewallRule:
         rendered = _firewall(item, layout, timeout_s, now_s)
     else:
-        rendered = [*_render_objects(item, layout, alloc, now_s), *records.record_elements(item, timeout_s)]
+        rendered = [
+            *_render_objects(item, layout, alloc, now_s, hops),
+            *records.record_elements(item, timeout_s),
+        ]
     if memoised:
         if len(_MEMO) >= MEMO_ITEMS:
             _MEMO.clear()
@@ -241,7 +248,11 @@ def _firewall(
 
 
 def _render_objects(
-    item: ConfigItem, layout: LabLayout, alloc: Allocation, now_s: float
+    item: ConfigItem,
+    layout: LabLayout,
+    alloc: Allocation,
+    now_s: float,
+    hops: dict[tuple[str, ...], _Hops] | None = None,
 ) -> list[KernelObject]:
     if isinstance(item, Route):
         layout.namespace(item.device)
@@ -251,21 +262,48 @@ def _render_objects(
         layout.namespace(item.device)
         return list(nft_render.firewall_elements(item, now_s))
     if isinstance(item, Reservation):
-        return list(_reservation(item, layout, alloc))
+        return _reservation(item, layout, alloc, hops)
     return list(_circuit(item, layout, alloc, now_s))
 
 
-def _reservation(item: Reservation, layout: LabLayout, alloc: Allocation) -> Iterable[KernelObject]:
+def _reservation(
+    item: Reservation, layout: LabLayout, alloc: Allocation, hops: dict[tuple[str, ...], _Hops] | None
+) -> list[KernelObject]:
+    """A class and a filter on the egress port of every link of the path (built as the named tuples
+    they are, their idents given); the ports and capacities of a path worked out once in ``hops``."""
     src, dst = flow_addresses(layout, item)
     minor = alloc.minor_for(item.flow_key)
     family = family_of(src)
     rate = tc_render.bytes_per_s(item.rate_bps)
     src_prefix, dst_prefix = tc_render.host_prefix(src), tc_render.host_prefix(dst)
-    for a, b in item.link_keys():
+    path = item.path
+    ports = None if hops is None else hops.get(path)
+    if ports is None:
+        ports = _egress_ports(layout, path)
+        if hops is not None:
+            hops[path] = ports
+    number, family_text = str(minor), str(family)
+    out: list[KernelObject] = []
+    for node, ifname, capacity in ports:
+        out.append(
+            _new_tuple(KernelClass, (node, ifname, minor, rate, capacity, ("class", node, ifname, number)))
+        )
+        ident = ("filter", node, ifname, family_text, number)
+        out.append(_new_tuple(KernelFilter, (node, ifname, minor, family, src_prefix, dst_prefix, ident)))
+    return out
+
+
+_Hops = tuple[tuple[str, str, int], ...]
+"""(node, egress interface, link capacity in bytes/s) of each link of a path."""
+
+
+def _egress_ports(layout: LabLayout, path: tuple[str, ...]) -> _Hops:
+    """The egress port and capacity of every link of ``path`` (refusing, naming it, a missing link)."""
+    out = []
+    for a, b in itertools.pairwise(path):
         port = layout.port(a, b)
-        capacity = tc_render.bytes_per_s(layout.topology.link(a, b).capacity_bps)
-        yield KernelClass(a, port.ifname, minor, rate, capacity)
-        yield KernelFilter(a, port.ifname, minor, family, src_prefix, dst_prefix)
+        out.append((a, port.ifname, tc_render.bytes_per_s(layout.topology.link(a, b).capacity_bps)))
+    return tuple(out)
 
 
 def _circuit(
@@ -293,8 +331,9 @@ def default_classes(layout: LabLayout, config: NetworkConfig) -> list[KernelClas
     reserved: dict[tuple[str, str], int] = defaultdict(int)
     for item in config:
         if isinstance(item, Reservation):
-            for link_key in item.link_keys():
-                reserved[link_key] += tc_render.bytes_per_s(item.rate_bps)
+            rate, path = tc_render.bytes_per_s(item.rate_bps), item.path
+            for link_key in itertools.pairwise(path):  # item.link_keys(), without the list
+                reserved[link_key] += rate
     out = []
     for (node, peer), port in sorted(layout.ports.items()):
         if (node, peer) not in layout.topology.links:
@@ -313,8 +352,9 @@ def render_config(
     owner: dict[tuple[str, ...], ConfigItem] = {}
     put = objects.setdefault
     shapes: dict[tuple[object, ...], _Shape] = {}
+    hops: dict[tuple[str, ...], _Hops] = {}
     for item in config.sorted_items():
-        for obj in render_item(item, layout, alloc, now_s, shapes):
+        for obj in render_item(item, layout, alloc, now_s, shapes, hops=hops):
             ident = obj.ident
             have = put(ident, obj)  # one lookup: the object now held there, ours unless one was
             if have is not obj and have != obj:
