@@ -24,10 +24,13 @@ from hypothesis import strategies as st
 from netscaffold.backends.linux import journal, netlink, readback, tools
 from netscaffold.backends.linux.backend import LinuxBackend
 from netscaffold.backends.linux.converge import (
+    Step,
+    StepError,
     converge,
-    filters_written,
+    execute,
     plan_steps,
     read_all,
+    tc_messages,
     written_objects,
     written_scopes,
 )
@@ -377,7 +380,8 @@ def test_read_back_matched_by_written_bytes_equals_the_full_decoding(backend: Li
         elif step.tool == "netlink":
             _, step.written_routes = netlink.route_messages(step.ops)
         elif step.tool == "tc":
-            step.written_filters = filters_written(step.tc_ops)
+            index = backend.sessions.get(step.netns).netlink.links()
+            _, step.written_filters = tc_messages(step.tc_deletes, step.tc_ops, index, ("tc",))
     written = written_objects(steps)
     assert any(w.routes for w in written.values())
     assert any(w.elements for w in written.values())
@@ -584,7 +588,8 @@ def test_filters_matched_by_written_selectors_are_those_the_kernel_holds() -> No
                 tc_render.filter_line(filters[4], "replace").replace("flowid 1:24", "flowid 1:25"),
             ],
         )
-        written = filters_written([("replace", f) for f in filters])["h13ln0"]
+        ops = [("replace", f) for f in filters]
+        written = tc_messages([], ops, {"h13ln0": ifindex}, ("tc",))[1]["h13ln0"]
         read = readback._filters(session, "n", "h13ln0", ifindex, written)
         decoded = readback._filters(session, "n", "h13ln0", ifindex)
         assert read == decoded
@@ -593,6 +598,26 @@ def test_filters_matched_by_written_selectors_are_those_the_kernel_holds() -> No
         assert all(f.minor != 0x24 for f in read)  # not one of ours any more: not read as ours
         taken = [f for f in read if any(f is w for w in filters)]
         assert {f.minor for f in taken} == {0x20, 0x21, 0x22, 0x25, 0x26, 0x27}
+
+
+@pytest.mark.root
+def test_a_tc_object_on_a_missing_device_is_refused_before_anything_is_sent(backend: LinuxBackend) -> None:
+    """The step names the object on a device the namespace lacks, and writes none of the others."""
+    device = backend.layout.port("h1", "r1").ifname
+    good = [
+        KernelClass("h1", device, 0x30, 12_500, 125_000),
+        KernelFilter("h1", device, 0x30, 4, "198.18.0.1/32", "198.18.0.2/32"),
+    ]
+    bad = KernelFilter("h1", "nodev", 0x31, 4, "198.18.0.1/32", "198.18.0.3/32")
+    step = Step("h1", backend.layout.namespace("h1"), "tc")
+    step.tc_ops = [("replace", o) for o in [*good, bad]]
+    step.owners = [o.ident for _, o in step.tc_ops]
+    with pytest.raises(StepError) as failure:
+        execute([step], sessions=backend.sessions)
+    assert failure.value.ident == bad.ident
+    assert "no device nodev" in failure.value.reason
+    held = backend.kernel_objects()
+    assert not any(o.ident in held for o in good)
 
 
 @pytest.mark.root

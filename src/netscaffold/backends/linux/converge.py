@@ -21,6 +21,8 @@ from typing import Any, Literal, TypeVar
 
 from netscaffold.backends.linux import tools
 from netscaffold.backends.linux.netlink import (
+    NLM_F_CREATE,
+    RTM_NEWTFILTER_MSG,
     U32_NODE_HANDLE,
     Message,
     WrittenRoutes,
@@ -28,6 +30,7 @@ from netscaffold.backends.linux.netlink import (
     route_messages,
     tc_delete_message,
     u32_filter_message,
+    u32_filter_payload,
     u32_selector,
 )
 from netscaffold.backends.linux.readback import WrittenFilters, encoded_elements, read_node
@@ -100,14 +103,8 @@ class Step:
             if sessions is None or not os.path.exists(os.path.join(tools.NETNS_DIR, self.netns)):
                 raise tools.ToolError(argv, f"Error: namespace {self.netns} does not exist", None)
             netlink = sessions.get(self.netns).netlink
-            index = netlink.links()
             objects = [*self.tc_deletes, *(obj for _, obj in self.tc_ops)]
-            messages = []
-            for at, obj in enumerate(objects):
-                if obj.device not in index:  # refused before anything is sent
-                    raise tools.ToolError(argv, f"Error: no device {obj.device}", at + 1)
-                messages.append(_tc_message(obj, index[obj.device], at < len(self.tc_deletes)))
-            self.written_filters = filters_written(self.tc_ops)
+            messages, self.written_filters = tc_messages(self.tc_deletes, self.tc_ops, netlink.links(), argv)
             failures = netlink.bulk(messages)
             if failures:
                 at, code = failures[0]
@@ -153,15 +150,39 @@ class Step:
         return not (self.lines or self.elements or self.ops or self.tc_deletes or self.tc_ops)
 
 
-def filters_written(ops: Iterable[TcOp]) -> dict[str, WrittenFilters]:
-    """Per device, the u32 filters that ``ops`` write, by handle, with the selector each sends (see
-    :meth:`~netscaffold.backends.linux.netlink.NetlinkReader.u32_rows`)."""
+def tc_messages(
+    deletes: Sequence[KernelClass | KernelFilter],
+    ops: Sequence[TcOp],
+    index: Mapping[str, int],
+    argv: tuple[str, ...],
+) -> tuple[list[Message], dict[str, WrittenFilters]]:
+    """The messages of the deletes, then of the replaces (refusing, before anything is sent, an object on
+    a device the namespace lacks), and per device the u32 filters they write, by handle, with the
+    selector each sends (what :meth:`~netscaffold.backends.linux.netlink.NetlinkReader.u32_rows` matches
+    the read-back against)."""
+    messages = []
+    for at, obj in enumerate(deletes):
+        ifindex = index.get(obj.device)
+        if ifindex is None:
+            raise tools.ToolError(argv, f"Error: no device {obj.device}", at + 1)
+        messages.append(_tc_message(obj, ifindex, delete=True))
     written: dict[str, WrittenFilters] = {}
-    for _, obj in ops:
-        if isinstance(obj, KernelFilter):
-            selector = u32_selector(obj.src, obj.dst)  # cached: the one the message was built with
-            written.setdefault(obj.device, {})[U32_NODE_HANDLE | obj.minor] = (selector, obj)
-    return written
+    priority, handles = tc_render.FILTER_PRIORITY, U32_NODE_HANDLE
+    for at, (_, obj) in enumerate(ops, start=len(deletes) + 1):
+        ifindex = index.get(obj.device)
+        if ifindex is None:
+            raise tools.ToolError(argv, f"Error: no device {obj.device}", at)
+        if type(obj) is KernelFilter:  # the bulk of a reservation's objects with its class: inline
+            selector = u32_selector(obj.src, obj.dst)
+            payload = u32_filter_payload(ifindex, obj.minor, priority, selector)
+            messages.append((RTM_NEWTFILTER_MSG, NLM_F_CREATE, payload))
+            on_device = written.get(obj.device)
+            if on_device is None:
+                on_device = written[obj.device] = {}
+            on_device[handles | obj.minor] = (selector, obj)
+        else:
+            messages.append(_tc_message(obj, ifindex, delete=False))
+    return messages, written
 
 
 def _tc_message(obj: KernelClass | KernelFilter, ifindex: int, delete: bool) -> Message:

@@ -1484,8 +1484,16 @@ def u32_filter_message(ifindex: int, minor: int, priority: int, src: str, dst: s
     """``tc filter replace dev D parent 1: protocol all prio P handle 800::M u32 match u8 0x40|0x60 0xf0
     at 0 match ip[6] src S match ip[6] dst D flowid 1:M`` as a message for ``bulk`` (the keys ``tc``
     packs: the version nibble, then the address words; host addresses only)."""
-    selector = u32_selector(src, dst)  # a whole number of 4-byte words: no padding
-    size = len(selector)
+    return (
+        RTM_NEWTFILTER_MSG,
+        NLM_F_CREATE,
+        u32_filter_payload(ifindex, minor, priority, u32_selector(src, dst)),
+    )
+
+
+def u32_filter_payload(ifindex: int, minor: int, priority: int, selector: bytes) -> bytes:
+    """The payload of :func:`u32_filter_message` for the tc_u32_sel ``selector`` (:func:`u32_selector`)."""
+    size = len(selector)  # a whole number of 4-byte words: no padding
     head = _U32_FILTER_HEAD.pack(
         0,
         ifindex,
@@ -1501,7 +1509,7 @@ def u32_filter_message(ifindex: int, minor: int, priority: int, src: str, dst: s
         4 + size,
         TCA_U32_SEL,
     )
-    return RTM_NEWTFILTER_MSG, NLM_F_CREATE, head + selector
+    return head + selector
 
 
 _U32_KIND = _nla(TCA_KIND, b"u32\0")
