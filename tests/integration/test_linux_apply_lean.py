@@ -254,14 +254,14 @@ def test_record_add_is_the_general_encoding_and_signature(
     assert signature == netlink.element_signature(key, None, None, comment)
 
 
-@given(
-    key=st.binary(min_size=1, max_size=40),
-    key_end=st.none() | st.binary(min_size=1, max_size=40),
+@given(  # 16-byte keys and key ends: a permit's (addresses, protocol, port), encoded on a path of its own
+    key=st.binary(min_size=16, max_size=16) | st.binary(min_size=1, max_size=40),
+    key_end=st.none() | st.binary(min_size=16, max_size=16) | st.binary(min_size=1, max_size=40),
     data=st.none() | st.binary(min_size=4, max_size=4),
     comment=st.text(max_size=100),
     timeout_ms=st.none() | st.integers(1, 2**40),
 )
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 def test_element_add_is_the_general_encoding_and_signature(
     key: bytes, key_end: bytes | None, data: bytes | None, comment: str, timeout_ms: int | None
 ) -> None:

@@ -1204,6 +1204,9 @@ def _value_attr(kind: int, value: bytes) -> bytes:
 
 _TIMEOUT_HEADER = _ATTR.pack(12, NFTA_SET_ELEM_TIMEOUT)
 _KEY12_HEADER = _ATTR.pack(20, NFTA_SET_ELEM_KEY | NLA_F_NESTED) + _ATTR.pack(16, NFTA_DATA_VALUE)
+_KEY16_HEADER = _ATTR.pack(24, NFTA_SET_ELEM_KEY | NLA_F_NESTED) + _ATTR.pack(20, NFTA_DATA_VALUE)
+_KEY_END16_HEADER = _ATTR.pack(24, NFTA_SET_ELEM_KEY_END | NLA_F_NESTED) + _ATTR.pack(20, NFTA_DATA_VALUE)
+"""The heads of a 16-byte key and key end (a permit's or deny's: addresses, protocol, port)."""
 
 
 def record_add(key: bytes, comment: str, timeout_ms: int | None) -> tuple[bytes, bytes]:
@@ -1224,6 +1227,18 @@ def element_add(
 ) -> tuple[bytes, bytes]:
     """(:func:`element_attrs`, :func:`element_signature`) of adding an element, the comment encoded
     once for both."""
+    if data is None and key_end is not None and len(key) == len(key_end) == 16:  # a permit or deny
+        timeout = b"" if timeout_ms is None else _TIMEOUT_HEADER + _BE64.pack(timeout_ms)
+        if not comment:
+            return b"".join((_KEY16_HEADER, key, _KEY_END16_HEADER, key_end, timeout)), _MASKS[
+                1
+            ] + key + key_end
+        text = comment.encode()
+        udata = bytes((NFTNL_UDATA_SET_ELEM_COMMENT, len(text) + 1)) + text + b"\0"
+        size = len(udata)
+        header = _ATTR.pack(4 + size, NFTA_SET_ELEM_USERDATA)
+        attributes = (_KEY16_HEADER, key, _KEY_END16_HEADER, key_end, timeout, header, udata, _PAD[-size & 3])
+        return b"".join(attributes), b"".join((_MASKS[5], key, key_end, udata))
     parts = [_value_attr(NFTA_SET_ELEM_KEY, key)]
     mask = 0
     if key_end is not None:
