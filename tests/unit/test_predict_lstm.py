@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,9 @@ import pytest
 from netscaffold.errors import CheckpointError, ConfigError, TrafficError, ValidationError
 from netscaffold.model.traffic import TrafficMatrixSeries
 from netscaffold.predict import PairSeries, load_checkpoint, make_forecaster
+from netscaffold.predict.calibration import ActivityModel
 from netscaffold.predict.checkpoint import checkpoint_info
-from netscaffold.predict.lstm import LstmForecaster
+from netscaffold.predict.lstm import ACTIVITY_MIX_GRID, LstmForecaster
 
 TINY = {
     "window": 8, "hidden": 8, "epochs": 2, "windows_per_epoch": 512, "batch_size": 128, "device": "cpu",
@@ -241,16 +243,78 @@ def test_activity_mix_calibrates_rare_wakes(tmp_path: Path) -> None:
     origins = np.arange(600, 897)
     active = data.values[origins[:, None] + np.arange(3)[None, :]] > 0
     mixed = model.predict_at(data, origins, 3).activity
-    mix, model.activity_mix = model.activity_mix, 0.0
+    mix, mix_active = model.activity_mix, model.activity_mix_active
+    model.activity_mix = model.activity_mix_active = 0.0
     network = model.predict_at(data, origins, 3).activity
-    model.activity_mix = mix
+    model.activity_mix, model.activity_mix_active = mix, mix_active
     assert _log_loss(mixed, active) < _log_loss(network, active)
     path = tmp_path / "mix.ckpt"
     model.save(path)
     again = load_checkpoint(path)
     assert isinstance(again, LstmForecaster)
-    assert again.activity_mix == mix
+    assert (again.activity_mix, again.activity_mix_active) == (mix, mix_active)
     assert np.array_equal(again.predict_at(data, origins, 3).activity, mixed)
+
+
+def test_activity_calibration_with_pair_groups(tmp_path: Path) -> None:
+    """With pair groups the calibration also tries counts shrunk towards each group's pooled rate, and
+    keeps whichever scores best on validation; a checkpoint keeps the group prior and its strength."""
+    plain = rare_wake_series()
+    busy = {("n0", "n1"), ("n1", "n2")}
+    data = replace(plain, groups=tuple("busy" if pair in busy else "silent" for pair in plain.pairs))
+    opts = {**TINY, "epochs": 2, "windows_per_epoch": 1024, "activity_weight": 1.0}
+    model = make_forecaster("lstm", horizon=3, **opts).fit(data.slice(0, 600))
+    assert isinstance(model, LstmForecaster)
+    split = round(600 * 0.85)
+    val = data.slice(0, 600).origins(model.min_context, 3, start=split)
+    active = data.values[val[:, None] + np.arange(3)[None, :]] > 0
+    network = model._infer(data, val, 3)[1]
+    chosen = ActivityModel(groups=model.activity_counts.groups, strength=model.activity_counts.strength)
+    chosen.fit(data.slice(0, split), 3)
+    laplace = ActivityModel()
+    laplace.fit(data.slice(0, split), 3)
+
+    def best_loss(counts: ActivityModel) -> float:
+        counted = counts.predict(data, val, 3)
+        return min(_log_loss((1 - w) * network + w * counted, active) for w in ACTIVITY_MIX_GRID)
+
+    assert best_loss(chosen) <= best_loss(laplace) + 1e-9
+    # a group prior survives a checkpoint, whichever model validation chose
+    model.activity_counts = ActivityModel(groups=data.group_codes(), strength=10.0)
+    model.activity_counts.fit(data.slice(0, 600), 3)
+    model.activity_mix, model.activity_mix_active = 0.5, 0.2
+    origins = np.arange(600, 897)
+    forecast = model.predict_at(data, origins, 3).activity
+    path = tmp_path / "groups.ckpt"
+    model.save(path)
+    again = load_checkpoint(path)
+    assert isinstance(again, LstmForecaster)
+    assert again.activity_counts.strength == 10.0
+    assert np.array_equal(again.predict_at(plain, origins, 3).activity, forecast)  # groups not needed
+    config, arrays = model.config(), model.arrays()
+    without_prior = {k: v for k, v in arrays.items() if k != "activity_prior"}
+    with pytest.raises(CheckpointError, match="groups or prior are missing"):
+        again.restore(config, without_prior)
+    with pytest.raises(CheckpointError, match="strength must be > 0"):
+        again.restore({**config, "activity_strength": -1.0}, arrays)
+    with pytest.raises(CheckpointError, match="activity_mix_active"):
+        again.restore({**config, "activity_mix_active": 2.0}, arrays)
+    with pytest.raises(CheckpointError, match="3 states"):  # counts of two states, the absent state named
+        again.restore({**config, "activity_absent": True}, arrays)
+
+
+def test_checkpoint_from_before_the_per_state_weights_keeps_one_weight_and_laplace_counts(
+    fitted: LstmForecaster,
+) -> None:
+    new_keys = ("activity_mix_active", "activity_mix_absent", "activity_absent", "activity_strength")
+    config = {k: v for k, v in fitted.config().items() if k not in new_keys}
+    model = make_forecaster("lstm", horizon=3, **TINY)
+    assert isinstance(model, LstmForecaster)
+    model.pairs, model.nodes = fitted.pairs, fitted.nodes
+    model.restore({**config, "activity_mix": 0.3}, fitted.arrays())
+    assert (model.activity_mix, model.activity_mix_active, model.activity_mix_absent) == (0.3, 0.3, 0.0)
+    assert model.activity_counts.groups is None
+    assert not model.activity_counts.absent
 
 
 def test_checkpoint_with_a_bad_activity_mix_is_refused(fitted: LstmForecaster, tmp_path: Path) -> None:

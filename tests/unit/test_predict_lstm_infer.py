@@ -165,6 +165,7 @@ def test_predict_at_packed_path_equals_the_nn_lstm_path(
 
     monkeypatch.setattr(PackedLstm, "last_hidden", spy)
     monkeypatch.setattr(model, "activity_mix", 0.0)  # the network's own activity, not the calibrated mix
+    monkeypatch.setattr(model, "activity_mix_active", 0.0)
     fast = model.predict_at(series, origins, 3)
     straight = model._infer(series, origins, 3, packed=False)
     np.testing.assert_allclose(fast.quantiles, straight[0], rtol=PACKED_RTOL, atol=PACKED_ATOL)

@@ -46,6 +46,8 @@ PER_PAIR_AXIS: dict[str, int] = {
     "table": 0,  # HistoricalQuantile: [P, Q]
     "residual_quantiles": 1,  # PointBaseline: [H, P, Q]
     "activity_counts": 1,  # ActivityModel: [H, P, 2, 2]
+    "activity_groups": 0,  # ActivityModel with a group prior: [P] group codes
+    "activity_prior": 1,  # and [H, P, S] group rates
 }
 """The fitted arrays that carry one entry per pair, and on which axis. Every other array is shared."""
 

@@ -75,6 +75,9 @@ class ForecastPredictor:
         self.retrains = 0
         self._stream: Any = None
         """A baseline's running state (``model.stream``), pushed one row per tick; None for the LSTM."""
+        self._groups = _app_groups(topology, index.pairs)
+        """Per pair, caller application -> callee application: replicas of one application pair are
+        exchangeable, which the LSTM's activity calibration pools over."""
         self._pair_features: npt.NDArray[np.float32] | None = None
         if endpoint_features is not None:
             from netscaffold.predict.telemetry_input import pair_features
@@ -179,4 +182,13 @@ class ForecastPredictor:
             segment_start=np.zeros(stop - start, dtype=np.int64),
             exog=exog,
             exog_names=EXOG_NAMES if exog is not None else (),
+            groups=self._groups,
         )
+
+
+def _app_groups(topology: Topology, pairs: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """``"caller app->callee app"`` per pair (a node standing for itself is its own application)."""
+    from netscaffold.predict.graph import attachment
+
+    app = {name: attachment(topology, name)[1] for name in dict.fromkeys(p for pair in pairs for p in pair)}
+    return tuple(f"{app[src]}->{app[dst]}" for src, dst in pairs)

@@ -40,6 +40,8 @@ ANCHOR_MIN_GAIN = 0.1
 """Relative NMAE gain over the last value that a smoothed anchor needs to be chosen."""
 ACTIVITY_MIX_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 """Weights of the transition-count activity model tried against the network's on validation."""
+ACTIVITY_STRENGTH_GRID = (2.0, 5.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+"""Strengths of the group prior tried on validation when the series has pair groups (beside Laplace)."""
 
 
 @contextlib.contextmanager
@@ -125,7 +127,12 @@ class LstmForecaster(Forecaster):
         self._net: QuantileLstm | None = None
         self.activity_counts = ActivityModel()
         self.activity_mix = 0.0
-        """Weight of the transition counts in the activity forecast (tuned on validation by log loss)."""
+        """Weight of the transition counts in the activity forecast of a pair idle at ``o-1`` (tuned on
+        validation by log loss)."""
+        self.activity_mix_active = 0.0
+        """The same for a pair active at ``o-1``."""
+        self.activity_mix_absent = 0.0
+        """The same for a pair one of whose ends did not exist at ``o-1`` (counts with the absent state)."""
 
     @property
     def min_context(self) -> int:
@@ -230,21 +237,34 @@ class LstmForecaster(Forecaster):
         self.tune_activity_mix(history, split, val_origins)
 
     def tune_activity_mix(self, history: PairSeries, split: int, val_origins: IntArray) -> None:
-        """Combine the network's activity forecast with the per-pair transition counts that the baselines
-        use (Laplace-smoothed, so never 0), with the weight that gives the lowest log loss on validation.
+        """Combine the network's activity forecast with per-pair transition counts, with the count model
+        and the weights that give the lowest log loss on validation.
 
         A network trained with cross-entropy on a few rare events (a pair waking after an hour of silence,
         once in the training part) drives their probability to ~1e-6, where the counts say ~1e-3; log loss
         is the score that notices (Brier barely does), and the scaffolder's ``min_probability`` reads
-        exactly that tail. Where the network is better calibrated, the weight stays 0 and nothing changes.
-        The counts are then refitted on the whole history, as the baselines' are."""
-        self.activity_counts.fit(history.slice(0, split), self.horizon)
+        exactly that tail. The count models tried: the baselines' Laplace-smoothed counts and, when some
+        pair group of the series holds more than one pair, counts shrunk towards their group's pooled rate
+        at each strength of ``ACTIVITY_STRENGTH_GRID``, with a third state (one end does not exist) when
+        the series' telemetry reports memory (:meth:`PairSeries.live`); each with one weight per state of
+        the pair at ``o-1`` (the losses are separate sums, so each weight is chosen on its own). The
+        chosen counts are then refitted on the whole history."""
         with torch_determinism(self.seed, self.hyper["threads"]):
             network = self._infer(history, val_origins, self.horizon)[1]
-        counted = self.activity_counts.predict(history, val_origins, self.horizon)
         active = history.values[val_origins[:, None] + np.arange(self.horizon)[None, :]] > 0.0
-        losses = [_log_loss((1.0 - w) * network + w * counted, active) for w in ACTIVITY_MIX_GRID]
-        self.activity_mix = float(ACTIVITY_MIX_GRID[int(np.argmin(losses))])
+        best: tuple[float, ActivityModel, list[float]] | None = None
+        for model in _activity_candidates(history):
+            model.fit(history.slice(0, split), self.horizon)
+            counted = model.predict(history, val_origins, self.horizon)
+            state = np.broadcast_to(model.state_before(history, val_origins)[:, None, :], active.shape)
+            chosen = [_best_mix(network, counted, active, state == s) for s in range(model.states)]
+            loss = sum(part for _, part in chosen) / max(active.size, 1)
+            if best is None or loss < best[0] - 1e-12:
+                best = (loss, model, [w for w, _ in chosen])
+        assert best is not None
+        _, self.activity_counts, weights = best
+        self.activity_mix, self.activity_mix_active = weights[0], weights[1]
+        self.activity_mix_absent = weights[2] if len(weights) > 2 else 0.0
         self.activity_counts.fit(history, self.horizon)
 
     def _partial_fit(self, recent: PairSeries) -> None:
@@ -342,12 +362,17 @@ class LstmForecaster(Forecaster):
         return Forecast(origins=origins, levels=self.levels, quantiles=quantiles, activity=activity)
 
     def calibrated_activity(self, series: PairSeries, origins: IntArray, network: FloatArray) -> FloatArray:
-        """The network's activity ``[O, H, P]`` mixed with the transition counts at ``activity_mix``
-        (see :meth:`tune_activity_mix`); the network's own where the weight is 0."""
-        if self.activity_mix <= 0.0:
+        """The network's activity ``[O, H, P]`` mixed with the transition counts at ``activity_mix`` for
+        pairs idle at ``o-1`` and ``activity_mix_active`` for pairs active then (see
+        :meth:`tune_activity_mix`; ``activity_mix_absent`` for pairs with an end that did not exist then);
+        the network's own where every weight is 0."""
+        weights = np.array([self.activity_mix, self.activity_mix_active, self.activity_mix_absent])
+        if not np.any(weights > 0.0):
             return network
-        counted = self.activity_counts.predict(series, origins, network.shape[1])
-        return (1.0 - self.activity_mix) * network + self.activity_mix * counted
+        counts = self.activity_counts
+        counted = counts.predict(series, origins, network.shape[1])
+        weight = weights[counts.state_before(series, origins)][:, None, :]
+        return (1.0 - weight) * network + weight * counted
 
     def _infer(
         self, series: PairSeries, origins: IntArray, horizon: int, *, packed: bool = False
@@ -422,15 +447,25 @@ class LstmForecaster(Forecaster):
             "train_windows": self.train_windows,
             "history": self.history_log,
             "activity_mix": self.activity_mix,
+            "activity_mix_active": self.activity_mix_active,
+            "activity_mix_absent": self.activity_mix_absent,
+            "activity_absent": self.activity_counts.absent,
+            "activity_strength": None
+            if self.activity_counts.groups is None
+            else self.activity_counts.strength,
         }
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self._require_net().state_dict().items()}
-        scaler = {"scaler.mu": self.scaler.mu, "scaler.sd": self.scaler.sd}
+        scaler: dict[str, npt.NDArray[Any]] = {"scaler.mu": self.scaler.mu, "scaler.sd": self.scaler.sd}
         if self.scaler.active_share is not None:
             scaler["scaler.active_share"] = self.scaler.active_share
         if self.activity_counts.counts.size:
             scaler["activity_counts"] = self.activity_counts.counts
+        counts = self.activity_counts
+        if counts.groups is not None and counts.prior is not None:
+            scaler["activity_groups"] = counts.groups
+            scaler["activity_prior"] = counts.prior
         return {**scaler, **state}
 
     def restore(self, config: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
@@ -461,21 +496,92 @@ class LstmForecaster(Forecaster):
         self._net = net.to(resolve_device(self.device_request))
 
     def _restore_activity_mix(self, config: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
-        """The counts and their weight; checkpoints from before the mix have neither (weight 0)."""
+        """The counts, their weights and their group prior; checkpoints from before the mix have none
+        (weights 0), those from before the per-state weights one weight for both states and Laplace
+        counts."""
         mix = float(config.get("activity_mix", 0.0))
-        if not 0.0 <= mix <= 1.0:
-            raise CheckpointError(f"activity_mix must be within 0..1, got {mix}", element="lstm")
+        weights = {
+            "activity_mix": mix,
+            "activity_mix_active": float(config.get("activity_mix_active", mix)),
+            "activity_mix_absent": float(config.get("activity_mix_absent", 0.0)),
+        }
+        for name, value in weights.items():
+            if not 0.0 <= value <= 1.0:
+                raise CheckpointError(f"{name} must be within 0..1, got {value}", element="lstm")
         counts = arrays.get("activity_counts")
-        if mix > 0.0 and counts is None:
+        if max(weights.values()) > 0.0 and counts is None:
             raise CheckpointError("activity_mix is set but the activity counts are missing", element="lstm")
+        model = self._restored_counts(config, arrays)
         if counts is not None:
-            if counts.ndim != 4 or counts.shape[1:] != (len(self.pairs), 2, 2) or counts.shape[0] < 1:
+            shape = (len(self.pairs), model.states, 2)
+            if counts.ndim != 4 or counts.shape[1:] != shape or counts.shape[0] < 1:
                 raise CheckpointError(
-                    f"activity counts of shape {counts.shape} do not match {len(self.pairs)} pairs",
+                    f"activity counts of shape {counts.shape} do not match {len(self.pairs)} pairs and "
+                    f"{model.states} states",
                     element="lstm",
                 )
-            self.activity_counts.counts = np.asarray(counts, dtype=np.float64)
-        self.activity_mix = mix
+            model.counts = np.asarray(counts, dtype=np.float64)
+            if model.prior is not None and model.prior.shape != counts.shape[:3]:
+                raise CheckpointError(
+                    f"activity prior of shape {model.prior.shape} does not match the counts {counts.shape}",
+                    element="lstm",
+                )
+        self.activity_counts = model
+        self.activity_mix = weights["activity_mix"]
+        self.activity_mix_active = weights["activity_mix_active"]
+        self.activity_mix_absent = weights["activity_mix_absent"]
+
+    def _restored_counts(self, config: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> ActivityModel:
+        """Laplace counts, or group-pooled ones when the checkpoint names a prior strength."""
+        strength = config.get("activity_strength")
+        absent = bool(config.get("activity_absent", False))
+        if strength is None:
+            return ActivityModel(absent=absent)
+        groups, prior = arrays.get("activity_groups"), arrays.get("activity_prior")
+        if groups is None or prior is None:
+            raise CheckpointError(
+                "activity_strength is set but the activity groups or prior are missing", element="lstm"
+            )
+        if groups.shape != (len(self.pairs),):
+            raise CheckpointError(
+                f"activity groups of shape {groups.shape} do not match {len(self.pairs)} pairs",
+                element="lstm",
+            )
+        try:
+            model = ActivityModel(
+                groups=np.asarray(groups, dtype=np.int64), strength=float(strength), absent=absent
+            )
+        except TrafficError as exc:
+            raise CheckpointError(str(exc), element="lstm") from None
+        model.prior = np.asarray(prior, dtype=np.float64)
+        return model
+
+
+def _activity_candidates(history: PairSeries) -> list[ActivityModel]:
+    """Laplace counts, and group-pooled counts at each strength when some group of the series holds more
+    than one pair (with the absent state when the telemetry tells which endpoints exist): a pair alone in
+    its group has nothing to pool with."""
+    codes = history.group_codes()
+    if codes is None or int(np.bincount(codes).max()) < 2:
+        return [ActivityModel()]
+    absent = history.live() is not None
+    return [
+        ActivityModel(),
+        *(ActivityModel(groups=codes, strength=a, absent=absent) for a in ACTIVITY_STRENGTH_GRID),
+    ]
+
+
+def _best_mix(
+    network: FloatArray, counted: FloatArray, active: npt.NDArray[np.bool_], where: npt.NDArray[np.bool_]
+) -> tuple[float, float]:
+    """The weight of ``ACTIVITY_MIX_GRID`` with the lowest log loss summed over the entries ``where``, and
+    that sum (the lowest weight on a tie)."""
+    if not where.any():
+        return 0.0, 0.0
+    net, counts, target = network[where], counted[where], active[where]
+    losses = [_log_loss((1.0 - w) * net + w * counts, target) * target.size for w in ACTIVITY_MIX_GRID]
+    best = int(np.argmin(losses))
+    return float(ACTIVITY_MIX_GRID[best]), float(losses[best])
 
 
 def _log_loss(prob: FloatArray, active: npt.NDArray[np.bool_]) -> float:

@@ -36,6 +36,9 @@ class PairSeries:
     bps_factor: float = 1.0
     exog: npt.NDArray[np.floating[Any]] | None = None
     exog_names: tuple[str, ...] = field(default=())
+    groups: tuple[str, ...] = field(default=())
+    """Per pair, the group it belongs to (pairs of one group are exchangeable: the replicas of one caller
+    and one callee application); empty when unknown. The LSTM's activity calibration pools over it."""
 
     def __post_init__(self) -> None:
         steps, n_pairs = self.values.shape
@@ -47,6 +50,8 @@ class PairSeries:
             raise TrafficError(f"exog must be [T, P, F], got {self.exog.shape}", field="exog")
         if self.exog is not None and self.exog.shape[2] != len(self.exog_names):
             raise TrafficError("one exog name per feature", field="exog_names")
+        if self.groups and len(self.groups) != n_pairs:
+            raise TrafficError(f"{len(self.groups)} groups for {n_pairs} pairs", field="groups")
 
     @classmethod
     def from_tm(cls, series: TrafficMatrixSeries) -> PairSeries:
@@ -88,12 +93,33 @@ class PairSeries:
             self.bps_factor,
             exog,
             self.exog_names,
+            self.groups,
         )
 
     def first_segment(self) -> PairSeries:
         """The steps before the first gap."""
         later = np.flatnonzero(self.segment_start != 0)
         return self.slice(0, int(later[0]) if later.size else self.steps)
+
+    def group_codes(self) -> IntArray | None:
+        """``groups`` as codes ``0..G-1`` in order of first appearance (None when there are none)."""
+        if not self.groups:
+            return None
+        codes: dict[str, int] = {}
+        return np.array([codes.setdefault(g, len(codes)) for g in self.groups], dtype=np.int64)
+
+    def live(self) -> npt.NDArray[np.bool_] | None:
+        """``[T, P]``: whether both ends of each pair exist at each step, from the endpoint telemetry's
+        memory (a serving endpoint holds memory; a dead or not yet started one reads 0); None when the
+        series has no ``src_memory`` / ``dst_memory`` features or they are 0 throughout (not reported,
+        as in a call trace without app telemetry, where an idle endpoint reads 0 too)."""
+        if self.exog is None or not {"src_memory", "dst_memory"} <= set(self.exog_names):
+            return None
+        src = self.exog[..., self.exog_names.index("src_memory")]
+        dst = self.exog[..., self.exog_names.index("dst_memory")]
+        if not (np.any(src != 0) and np.any(dst != 0)):
+            return None
+        return np.asarray((src != 0) & (dst != 0), dtype=bool)
 
     def origins(self, context: int, horizon: int, start: int = 0, stop: int | None = None) -> IntArray:
         """Forecast origins ``o`` in [start, stop) with ``context`` steps of history before ``o`` and
