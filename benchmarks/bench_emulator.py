@@ -6,9 +6,11 @@ with about 30, 100 and 400 flows sending at once. Both run in this process; nets
 ``emulate`` (the entry point of ``netscaffold emulate``). Completion times must agree within 1e-6
 relative. ``--scaling`` adds flow-count (10k, 100k, 1M) and topology-size (k = 4, 8, 16) series;
 ``--cold-start`` times fresh processes (JIT cache on disk): the import alone, and the import plus a first
-small ``emulate`` (fat-tree k=4, 100 flows), median of 5.
+small ``emulate`` (fat-tree k=4, 100 flows), median of 5. ``--repeats N`` runs each point's timed flows N
+times in this process and reports the median rate beside the min and max (the rate varies run to run on a
+shared machine far more than the load average shows).
 
-    .venv/bin/python benchmarks/bench_emulator.py [--json] [--scaling] [--cold-start]
+    .venv/bin/python benchmarks/bench_emulator.py [--json] [--scaling] [--cold-start] [--repeats N]
 """
 
 from __future__ import annotations
@@ -79,22 +81,30 @@ def run_reference(topo: Topology, flows: FlowTable, seed: int) -> tuple[np.ndarr
     return completion, time.perf_counter() - started, ref.events
 
 
-def load_point(topo: Topology, target: int, rate: float, n_simpy: int, n_timed: int) -> dict[str, float]:
+def load_point(
+    topo: Topology, target: int, rate: float, n_simpy: int, n_timed: int, repeats: int = 1
+) -> dict[str, float | list[int]]:
     shared = poisson_pareto_flows(n_simpy, len(topo.endpoints), rate, MEAN_BYTES, SEED)
     ours = emulate(topo, shared, seed=SEED)
     ref_done, ref_wall_s, ref_events = run_reference(topo, shared, SEED)
     rel = np.abs(ours.completion_s - ref_done) / np.maximum(np.abs(ref_done - shared.start_s), 1e-12)
-    timed = emulate(
-        topo, poisson_pareto_flows(n_timed, len(topo.endpoints), rate, MEAN_BYTES, SEED + 1), seed=SEED
-    )
+    timed_flows = poisson_pareto_flows(n_timed, len(topo.endpoints), rate, MEAN_BYTES, SEED + 1)
+    runs = [emulate(topo, timed_flows, seed=SEED) for _ in range(repeats)]
+    timed = runs[0]
+    per_run = [round(run.events_per_s) for run in runs]
+    events_per_s = statistics.median(per_run)
     simpy_rate = ref_events / ref_wall_s
     same_finished = np.array_equal(np.isnan(ours.completion_s), np.isnan(ref_done))
+    repeated: dict[str, float | list[int]] = {}
+    if repeats > 1:
+        repeated = {"events_per_s_min": min(per_run), "events_per_s_max": max(per_run), "runs": per_run}
     return {
         "target_active_flows": target,
         "active_flows": round(mean_active(timed), 1),
-        "events_per_s": round(timed.events_per_s),
+        "events_per_s": round(events_per_s),
+        **repeated,
         "simpy_events_per_s": round(simpy_rate),
-        "ratio_vs_simpy": round(timed.events_per_s / simpy_rate, 1),
+        "ratio_vs_simpy": round(events_per_s / simpy_rate, 1),
         "flows": n_timed,
         "simpy_flows": n_simpy,
         "completion_max_rel_diff": float(np.nanmax(rel)),
@@ -177,13 +187,18 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--scaling", action="store_true", help="add flow-count and topology-size series")
     parser.add_argument("--cold-start", action="store_true", help="add fresh-process start-up times")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="timed runs per point (the median is reported)"
+    )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     topo = fat_tree(8, LINK_BPS)
     warm = time.perf_counter()
     emulate(topo, poisson_pareto_flows(100, 128, 1000.0, MEAN_BYTES, SEED))  # loads the JIT cache
     out: dict[str, object] = {"jit_load_s": round(time.perf_counter() - warm, 2)}
-    points = [load_point(topo, *load) for load in LOADS]
-    out = {"points": points, "flows": sum(p["flows"] for p in points), **out}
+    points = [load_point(topo, *load, repeats=args.repeats) for load in LOADS]
+    out = {"points": points, "flows": sum(n_timed for *_, n_timed in LOADS), **out}
     if args.scaling:
         out["scaling"] = scaling(topo)
     if args.cold_start:
@@ -197,6 +212,7 @@ def main() -> None:
             f"~{p['active_flows']:>6} active: netscaffold {p['events_per_s']:>10,} ev/s  SimPy "
             f"{p['simpy_events_per_s']:>7,} ev/s  x{p['ratio_vs_simpy']:<7} agree={p['agree']} "
             f"(max rel diff {p['completion_max_rel_diff']:.1e})"
+            + (f"  runs {p['events_per_s_min']:,}..{p['events_per_s_max']:,}" if "runs" in p else "")
         )
     for extra in ("scaling", "cold_start"):
         if extra in out:

@@ -15,6 +15,14 @@ members' floors do not fit beside it) joins, and the component is solved again. 
 max-min allocation of all flows (each flow at its demand or floor, or with a saturated link where no
 flow that could give way sends more), to rounding (``_EPS``); tests compare it with full recomputation.
 
+Memory: the loop keeps what it reads per event close together. A flow's links are copied beside its
+slot when it starts (``e_link[s * hops_h + h]``, ``s_nh[s]`` hops, next to its list nodes), so the
+component, residual, solve and settling read a few cache lines instead of the table of every interned
+path (``k_off`` / ``k_links``: megabytes on a fat-tree k=8, reached at random); the solve gets its members'
+links packed (``mm_off`` / ``mm_links``). Arrivals take their ECMP path from ``f_ecmp``, which
+:func:`_ecmp_ahead` fills a batch ahead, one pass per link of the pair -> offsets -> path -> links chain,
+so that those cache misses overlap instead of stalling one event each.
+
 All state lives in arrays owned by :class:`netscaffold.backends.sim.state.SimState`; the parameter names of
 :func:`run` are its attribute names, so the call is built from the signature. ``run`` returns a status:
 ``DONE`` (reached ``end_s``), ``GROW_SLOTS`` or ``GROW_ROWS`` (resize and call again: nothing was lost).
@@ -60,7 +68,8 @@ C_STARTED = 10
 C_DONE = 11
 C_SOLVED = 12  # flows re-rated, summed over recomputations (partial and full)
 C_ROUNDS = 13  # partial solves, counting the re-solves after a component grew
-N_COUNTERS = 14
+C_ECMP = 14  # flows whose ECMP path ``f_ecmp`` is computed (ahead of the arrivals, in batches)
+N_COUNTERS = 15
 # clock values (float64 array ``clk``)
 K_ORIGIN = 0
 K_TICK_S = 1
@@ -81,11 +90,27 @@ ACTIVE = 2
 
 @nb.njit(cache=True, inline="always")
 def _link_insert(
-    s: int, hops_h: int, path: int, k_off: IA, k_links: IA, e_next: IA, e_prev: IA, l_head: IA
+    s: int,
+    hops_h: int,
+    path: int,
+    k_off: IA,
+    k_links: IA,
+    e_next: IA,
+    e_prev: IA,
+    e_link: IA,
+    s_nh: IA,
+    l_head: IA,
 ) -> None:
-    for h in range(k_off[path + 1] - k_off[path]):
-        link = k_links[k_off[path] + h]
+    """Put slot ``s`` on the lists of its path's links, copying the links beside the list nodes
+    (``e_link[s * hops_h + h]``, ``s_nh[s]`` hops): the loop then reads a flow's links from its slot,
+    a few cache lines, instead of from the path table of every interned path (megabytes, random)."""
+    first_hop = k_off[path]
+    n_hops = k_off[path + 1] - first_hop
+    s_nh[s] = n_hops
+    for h in range(n_hops):
+        link = k_links[first_hop + h]
         node = s * hops_h + h
+        e_link[node] = link
         first = l_head[link]
         e_prev[node] = -1
         e_next[node] = first
@@ -95,12 +120,10 @@ def _link_insert(
 
 
 @nb.njit(cache=True, inline="always")
-def _link_remove(
-    s: int, hops_h: int, path: int, k_off: IA, k_links: IA, e_next: IA, e_prev: IA, l_head: IA
-) -> None:
-    for h in range(k_off[path + 1] - k_off[path]):
-        link = k_links[k_off[path] + h]
+def _link_remove(s: int, hops_h: int, e_next: IA, e_prev: IA, e_link: IA, s_nh: IA, l_head: IA) -> None:
+    for h in range(s_nh[s]):
         node = s * hops_h + h
+        link = e_link[node]
         before = e_prev[node]
         after = e_next[node]
         if before >= 0:
@@ -192,10 +215,9 @@ def _component(
     sepoch: int,
     limit: int,
     hops_h: int,
-    s_path: IA,
+    s_nh: IA,
+    e_link: IA,
     s_bn: IA,
-    k_off: IA,
-    k_links: IA,
     l_bn: IA,
     e_next: IA,
     l_head: IA,
@@ -213,10 +235,10 @@ def _component(
     an outsider sends more, the outsider joins and the component is solved again
     (:func:`_outsiders_to_yield`), so the result is the max-min allocation of all flows."""
     while i < n:
-        p = s_path[w_comp[i]]
+        member = w_comp[i]
         i += 1
-        for e in range(k_off[p], k_off[p + 1]):
-            link = k_links[e]
+        for h in range(s_nh[member]):
+            link = e_link[member * hops_h + h]
             if w_lmark[link] == sepoch or l_bn[link] == 0:
                 continue
             w_lmark[link] = sepoch
@@ -239,15 +261,13 @@ def _residual(
     sepoch: int,
     lepoch: int,
     hops_h: int,
-    s_path: IA,
     s_rate: FA,
-    k_off: IA,
-    k_links: IA,
+    mm_off: IA,
+    mm_links: IA,
     l_cap: FA,
     e_next: IA,
     l_head: IA,
     mm_floor: FA,
-    w_comp: IA,
     w_smark: IA,
     w_cmark: IA,
     w_links: IA,
@@ -257,12 +277,12 @@ def _residual(
 ) -> int:
     """For every link the component crosses (listed in ``w_links``; returns their count): the rate of
     the flows outside the component (``w_out``: they keep it), the capacity left to the component
-    (``w_cap``) and the sum of the members' floors (in ``w_new``, until the solve)."""
+    (``w_cap``) and the sum of the members' floors (in ``w_new``, until the solve). Member ``j``'s links
+    are ``mm_links[mm_off[j]:mm_off[j + 1]]``."""
     nl = 0
     for j in range(n):
-        p = s_path[w_comp[j]]
-        for e in range(k_off[p], k_off[p + 1]):
-            link = k_links[e]
+        for e in range(mm_off[j], mm_off[j + 1]):
+            link = mm_links[e]
             if w_cmark[link] != lepoch:
                 w_cmark[link] = lepoch
                 w_links[nl] = link
@@ -368,15 +388,14 @@ def _apply_rates(
     w_comp: IA,
     mm_rate: FA,
     s_flow: IA,
-    s_path: IA,
     s_rate: FA,
     s_last: FA,
     s_rem: FA,
     s_group: IA,
     f_pair: IA,
     f_size_bits: FA,
-    k_off: IA,
-    k_links: IA,
+    mm_off: IA,
+    mm_links: IA,
     l_sum: FA,
     l_last: FA,
     l_acc: FA,
@@ -405,10 +424,9 @@ def _apply_rates(
             s_rem[s] -= old * dt
             pair_acc[f_pair[flow]] += old * dt
         s_last[s] = t
-        p = s_path[s]
-        for e in range(k_off[p], k_off[p + 1]):
-            _flush_link(k_links[e], t, l_sum, l_last, l_acc)
-            l_sum[k_links[e]] += new - old
+        for e in range(mm_off[j], mm_off[j + 1]):
+            _flush_link(mm_links[e], t, l_sum, l_last, l_acc)
+            l_sum[mm_links[e]] += new - old
         g = s_group[s]
         if g >= 0:
             _flush_group(g, t, g_rate, g_sum, g_last, g_res_bits, g_car_bits)
@@ -427,7 +445,6 @@ def _apply_rates(
 # the arrays _recompute works on, packed in this order into one tuple ``rs`` (SimState builds it by name)
 RATE_FIELDS = (
     "s_flow",
-    "s_path",
     "s_rate",
     "s_last",
     "s_rem",
@@ -435,8 +452,6 @@ RATE_FIELDS = (
     "f_pair",
     "f_size_bits",
     "f_dem_bps",
-    "k_off",
-    "k_links",
     "l_cap",
     "e_next",
     "l_head",
@@ -491,9 +506,45 @@ RATE_FIELDS = (
     "mm_capl",
     "s_bn",
     "l_bn",
+    "s_nh",
+    "e_link",
+    "mm_off",
+    "mm_links",
 )
 RateState = tuple[Any, ...]
 Packed = tuple[Any, ...]  # arrays packed for an inlined helper (more than 30 arguments are a *args call)
+
+
+@nb.njit(cache=True, inline="always")
+def _pack_members(
+    nc: int,
+    hops_h: int,
+    w_comp: IA,
+    s_nh: IA,
+    e_link: IA,
+    s_flow: IA,
+    s_group: IA,
+    f_dem_bps: FA,
+    g_rate: FA,
+    g_n: IA,
+    mm_path: IA,
+    mm_dem: FA,
+    mm_floor: FA,
+    mm_off: IA,
+    mm_links: IA,
+) -> None:
+    """The solve's inputs for members ``w_comp[:nc]``: demand, floor and links, packed (CSR: member ``j``
+    crosses ``mm_links[mm_off[j]:mm_off[j + 1]]``, ``mm_path[j] = j``) from their slots' link copies."""
+    mm_off[0] = 0
+    for j in range(nc):
+        s = w_comp[j]
+        at = mm_off[j]
+        for h in range(s_nh[s]):
+            mm_links[at + h] = e_link[s * hops_h + h]
+        mm_off[j + 1] = at + s_nh[s]
+        mm_path[j] = j
+        mm_dem[j] = f_dem_bps[s_flow[s]]
+        mm_floor[j] = _floor_of(s, s_flow, s_group, f_dem_bps, g_rate, g_n)
 
 
 @nb.njit(cache=True, inline="always")
@@ -501,7 +552,6 @@ def _recompute(nseed: int, t: float, cnt: IA, clk: FA, hops_h: int, rs: RateStat
     """New max-min rates for the component of the seeds ``w_comp[:nseed]``; ``nseed < 0``: all flows."""
     (
         s_flow,
-        s_path,
         s_rate,
         s_last,
         s_rem,
@@ -509,8 +559,6 @@ def _recompute(nseed: int, t: float, cnt: IA, clk: FA, hops_h: int, rs: RateStat
         f_pair,
         f_size_bits,
         f_dem_bps,
-        k_off,
-        k_links,
         l_cap,
         e_next,
         l_head,
@@ -565,6 +613,10 @@ def _recompute(nseed: int, t: float, cnt: IA, clk: FA, hops_h: int, rs: RateStat
         mm_capl,
         s_bn,
         l_bn,
+        s_nh,
+        e_link,
+        mm_off,
+        mm_links,
     ) = rs
     sepoch = cnt[C_EPOCH]  # members of the component are marked with it (by _start / _complete)
     limit = max(8, int(clk[K_HYBRID] * cnt[C_ACTIVE]))
@@ -574,8 +626,8 @@ def _recompute(nseed: int, t: float, cnt: IA, clk: FA, hops_h: int, rs: RateStat
     while True:  # solve the component; grow it and solve again while outsiders must give way
         if not full:
             grown = _component(
-                scanned, nc, sepoch, limit, hops_h, s_path, s_bn, k_off, k_links, l_bn, e_next, l_head,
-                w_comp, w_smark, w_lmark,
+                scanned, nc, sepoch, limit, hops_h, s_nh, e_link, s_bn, l_bn, e_next, l_head, w_comp,
+                w_smark, w_lmark,
             )  # fmt: skip
             full = grown < 0
             nc = grown
@@ -584,18 +636,17 @@ def _recompute(nseed: int, t: float, cnt: IA, clk: FA, hops_h: int, rs: RateStat
             w_comp[:nc] = a_list[:nc]
         if nc == 0:
             return
-        for j in range(nc):
-            s = w_comp[j]
-            mm_path[j] = s_path[s]
-            mm_dem[j] = f_dem_bps[s_flow[s]]
-            mm_floor[j] = _floor_of(s, s_flow, s_group, f_dem_bps, g_rate, g_n)
+        _pack_members(
+            nc, hops_h, w_comp, s_nh, e_link, s_flow, s_group, f_dem_bps, g_rate, g_n, mm_path, mm_dem,
+            mm_floor, mm_off, mm_links,
+        )  # fmt: skip
         cap = l_cap
         nl = 0
         if not full:
             cnt[C_EPOCH] += 1
             nl = _residual(
-                nc, sepoch, cnt[C_EPOCH], hops_h, s_path, s_rate, k_off, k_links, l_cap, e_next, l_head,
-                mm_floor, w_comp, w_smark, w_cmark, w_links, w_cap, w_out, w_new,
+                nc, sepoch, cnt[C_EPOCH], hops_h, s_rate, mm_off, mm_links, l_cap, e_next, l_head, mm_floor,
+                w_smark, w_cmark, w_links, w_cap, w_out, w_new,
             )  # fmt: skip
             cap = w_cap
             grown = _outsiders_to_yield(
@@ -613,8 +664,8 @@ def _recompute(nseed: int, t: float, cnt: IA, clk: FA, hops_h: int, rs: RateStat
             mm_path,
             mm_floor,
             mm_dem,
-            k_off,
-            k_links,
+            mm_off,
+            mm_links,
             cap,
             mm_rate,
             mm_state,
@@ -662,15 +713,14 @@ def _recompute(nseed: int, t: float, cnt: IA, clk: FA, hops_h: int, rs: RateStat
         w_comp,
         mm_rate,
         s_flow,
-        s_path,
         s_rate,
         s_last,
         s_rem,
         s_group,
         f_pair,
         f_size_bits,
-        k_off,
-        k_links,
+        mm_off,
+        mm_links,
         l_sum,
         l_last,
         l_acc,
@@ -708,6 +758,8 @@ def _start(s: int, t: float, cnt: IA, hops_h: int, ss: Packed) -> None:
         k_links,
         e_next,
         e_prev,
+        e_link,
+        s_nh,
         l_head,
         p_grp_off,
         p_grp_idx,
@@ -744,7 +796,7 @@ def _start(s: int, t: float, cnt: IA, hops_h: int, ss: Packed) -> None:
         _flush_group(group, t, g_rate, g_sum, g_last, g_res_bits, g_car_bits)
         g_n[group] += 1
     s_group[s] = group
-    _link_insert(s, hops_h, p, k_off, k_links, e_next, e_prev, l_head)
+    _link_insert(s, hops_h, p, k_off, k_links, e_next, e_prev, e_link, s_nh, l_head)
     a_pos[s] = cnt[C_ACTIVE]
     a_list[cnt[C_ACTIVE]] = s
     cnt[C_ACTIVE] += 1
@@ -763,7 +815,6 @@ def _complete(s: int, t: float, cnt: IA, hops_h: int, cs: Packed) -> int:
     (
         s_state,
         s_flow,
-        s_path,
         s_rate,
         s_last,
         s_rem,
@@ -772,8 +823,8 @@ def _complete(s: int, t: float, cnt: IA, hops_h: int, cs: Packed) -> int:
         a_pos,
         f_pair,
         f_size_bits,
-        k_off,
-        k_links,
+        s_nh,
+        e_link,
         e_next,
         e_prev,
         l_head,
@@ -804,7 +855,6 @@ def _complete(s: int, t: float, cnt: IA, hops_h: int, cs: Packed) -> int:
     ) = cs
     heap.remove(h_heap, h_pos, h_size, h_t, h_kind, s_flow, s)
     flow = s_flow[s]
-    p = s_path[s]
     pair = f_pair[flow]
     rate = s_rate[s]
     if np.isnan(f_size_bits[flow]):
@@ -812,15 +862,17 @@ def _complete(s: int, t: float, cnt: IA, hops_h: int, cs: Packed) -> int:
     else:
         sent = max(s_rem[s], 0.0)  # exactly the bytes still owed: conservation by construction
     pair_acc[pair] += sent
-    for e in range(k_off[p], k_off[p + 1]):
-        _flush_link(k_links[e], t, l_sum, l_last, l_acc)
-        l_sum[k_links[e]] -= rate
+    base = s * hops_h
+    n_hops = s_nh[s]
+    for h in range(n_hops):
+        _flush_link(e_link[base + h], t, l_sum, l_last, l_acc)
+        l_sum[e_link[base + h]] -= rate
     g = s_group[s]
     if g >= 0:
         _flush_group(g, t, g_rate, g_sum, g_last, g_res_bits, g_car_bits)
         g_sum[g] -= rate
         g_n[g] -= 1
-    _link_remove(s, hops_h, p, k_off, k_links, e_next, e_prev, l_head)
+    _link_remove(s, hops_h, e_next, e_prev, e_link, s_nh, l_head)
     if s_bn[s] >= 0:
         l_bn[s_bn[s]] -= 1
         s_bn[s] = -1
@@ -841,9 +893,10 @@ def _complete(s: int, t: float, cnt: IA, hops_h: int, cs: Packed) -> int:
     cnt[C_DONE] += 1
     cnt[C_EPOCH] += 1
     n = 0  # the flows bottlenecked on its links may speed up: the others keep their bottlenecks
-    for e in range(k_off[p], k_off[p + 1]):
-        if l_bn[k_links[e]] > 0:
-            n = _take_bottlenecked(k_links[e], n, cnt[C_EPOCH], hops_h, s_bn, e_next, l_head, w_comp, w_smark)
+    for h in range(n_hops):  # (the slot's link copies outlive its removal from the lists)
+        link = e_link[base + h]
+        if l_bn[link] > 0:
+            n = _take_bottlenecked(link, n, cnt[C_EPOCH], hops_h, s_bn, e_next, l_head, w_comp, w_smark)
     return n
 
 
@@ -854,16 +907,15 @@ def _choose_path(
     pair: int,
     f_mask: IA,
     f_u1: FA,
-    f_u2: FA,
+    f_ecmp: IA,
     p_cand_off: IA,
     p_cand_path: IA,
     p_cand_cum: FA,
     p_cand_until: FA,
-    p_ecmp_off: IA,
-    p_ecmp_path: IA,
 ) -> tuple[int, bool]:
     """(path, hit): the scaffolded path drawn from the routes' weights when it is complete at ``t``,
-    otherwise the hash-chosen ECMP path the reactive controller installs."""
+    otherwise the hash-chosen ECMP path the reactive controller installs (``f_ecmp``, computed ahead
+    by :func:`_ecmp_ahead`)."""
     c0 = p_cand_off[pair]
     c1 = p_cand_off[pair + 1]
     if c1 > c0:
@@ -872,9 +924,7 @@ def _choose_path(
             c += 1
         if p_cand_path[c] >= 0 and t < p_cand_until[c, f_mask[i]]:
             return p_cand_path[c], True
-    e0 = p_ecmp_off[pair]
-    n = p_ecmp_off[pair + 1] - e0
-    return p_ecmp_path[e0 + min(int(f_u2[i] * n), n - 1)], False
+    return f_ecmp[i], False
 
 
 @nb.njit(cache=True, inline="always")
@@ -911,8 +961,10 @@ def _tick(
     tb: float,
     cnt: IA,
     clk: FA,
+    hops_h: int,
     s_flow: IA,
-    s_path: IA,
+    s_nh: IA,
+    e_link: IA,
     s_rate: FA,
     s_last: FA,
     s_rem: FA,
@@ -960,7 +1012,8 @@ def _tick(
     t_reserved_bps[row, :] = l_res_acc / tick_s
     t_unused_bps[row, :] = np.maximum(l_res_acc - l_used_acc, 0.0) / tick_s
     t_sent_bytes[row] = pair_acc.sum() / 8.0
-    pair_last_bytes[:] = pair_acc / 8.0
+    for pair in range(pair_acc.shape[0]):  # (in place: no temporary per tick)
+        pair_last_bytes[pair] = pair_acc[pair] / 8.0
     pair_acc[:] = 0.0
     l_acc[:] = 0.0
     l_res_acc[:] = 0.0
@@ -972,9 +1025,8 @@ def _tick(
     g_sum[:] = 0.0
     for a in range(cnt[C_ACTIVE]):
         s = a_list[a]
-        p = s_path[s]
-        for e in range(k_off[p], k_off[p + 1]):
-            l_sum[k_links[e]] += s_rate[s]
+        for h in range(s_nh[s]):
+            l_sum[e_link[s * hops_h + h]] += s_rate[s]
         if s_group[s] >= 0:
             g_sum[s_group[s]] += s_rate[s]
 
@@ -987,7 +1039,7 @@ def _arrive(i: int, t_arr: float, cnt: IA, clk: FA, ar: Packed) -> int:
         f_mask,
         f_pair,
         f_u1,
-        f_u2,
+        f_ecmp,
         free,
         h_heap,
         h_kind,
@@ -1004,8 +1056,6 @@ def _arrive(i: int, t_arr: float, cnt: IA, clk: FA, ar: Packed) -> int:
         p_cand_off,
         p_cand_path,
         p_cand_until,
-        p_ecmp_off,
-        p_ecmp_path,
         prof,
         r_active,
         r_idle_s,
@@ -1021,13 +1071,11 @@ def _arrive(i: int, t_arr: float, cnt: IA, clk: FA, ar: Packed) -> int:
         pair,
         f_mask,
         f_u1,
-        f_u2,
+        f_ecmp,
         p_cand_off,
         p_cand_path,
         p_cand_cum,
         p_cand_until,
-        p_ecmp_off,
-        p_ecmp_path,
     )
     delay = 0.0
     paid = False
@@ -1055,46 +1103,68 @@ def _arrive(i: int, t_arr: float, cnt: IA, clk: FA, ar: Packed) -> int:
     return int(s)
 
 
+ECMP_AHEAD = 32  # arrivals whose ECMP path one batch of _ecmp_ahead computes
+
+
 @nb.njit(cache=True, inline="always")
-def _prefetch_arrivals(i: int, n_flows: int, pf: Packed) -> None:
-    """Prefetch, in stages, what the next arrivals will touch: the pair entries of flow ``i + 3``, the ECMP
-    path id of ``i + 2`` (its pair's offsets are cached by now) and the path's offsets of ``i + 1``. Each
-    stage reads only what an earlier arrival prefetched, so none of them waits for memory."""
+def _ecmp_ahead(i: int, n_flows: int, cnt: IA, eb: Packed) -> None:
+    """Compute the ECMP path of the next ``ECMP_AHEAD`` arrivals into ``f_ecmp`` and prefetch what
+    their arrivals and starts will read (their pair's entries, the path's offsets, firewall count and
+    links).
+
+    Per flow that is a chain of dependent loads into tables of megabytes reached at random (pair ->
+    ECMP offsets -> path id -> path offsets -> links). Done one flow per event, each load waits for the
+    one before; here each link of the chain is one pass over the batch, whose loads are independent of
+    each other, so the CPU overlaps their cache misses. Called before every arrival ``i``; computes a
+    batch when fewer than ``ECMP_AHEAD // 2`` arrivals from ``i`` on are computed (so a batch is ready
+    before it is needed)."""
     (
         f_pair,
         f_u2,
+        f_ecmp,
         p_ecmp_off,
         p_ecmp_path,
         k_off,
         k_fw,
+        k_links,
         p_cand_off,
         p_grp_off,
         r_ready_s,
         r_active,
         r_idle_s,
         pair_acc,
-    ) = pf
-    if i + 3 < n_flows:
-        pair = f_pair[i + 3]
+    ) = eb
+    begin = cnt[C_ECMP]
+    if begin - i >= ECMP_AHEAD // 2 or begin >= n_flows:
+        return
+    end = min(n_flows, begin + ECMP_AHEAD)
+    for j in range(begin, end):  # each pass issues independent loads whose lines the one before asked for
+        pair = f_pair[j]
         prefetch(p_ecmp_off, pair)
+        prefetch(p_ecmp_off, pair + 1)
+    for j in range(begin, end):
+        pair = f_pair[j]
+        e0 = p_ecmp_off[pair]
+        n = p_ecmp_off[pair + 1] - e0
+        f_ecmp[j] = e0 + min(int(f_u2[j] * n), n - 1)  # (its entry in p_ecmp_path, until the next pass)
+        prefetch(p_ecmp_path, f_ecmp[j])
         prefetch(p_cand_off, pair)
         prefetch(p_grp_off, pair)
         prefetch(r_ready_s, pair)
         prefetch(r_active, pair)
         prefetch(r_idle_s, pair)
         prefetch(pair_acc, pair)
-    for j in (i + 2, i + 1):
-        if j < n_flows:
-            pair = f_pair[j]
-            e0 = p_ecmp_off[pair]
-            n = p_ecmp_off[pair + 1] - e0
-            if n > 0:
-                e = e0 + min(int(f_u2[j] * n), n - 1)
-                if j == i + 2:
-                    prefetch(p_ecmp_path, e)
-                else:
-                    prefetch(k_off, p_ecmp_path[e])
-                    prefetch(k_fw, p_ecmp_path[e])
+    for j in range(begin, end):
+        path = p_ecmp_path[f_ecmp[j]]
+        f_ecmp[j] = path
+        prefetch(k_off, path)
+        prefetch(k_off, path + 1)
+        prefetch(k_fw, path)
+    for j in range(begin, end):
+        path = f_ecmp[j]
+        prefetch(k_links, k_off[path])
+        prefetch(k_links, k_off[path + 1] - 1)  # (a path's links may straddle two cache lines)
+    cnt[C_ECMP] = end
 
 
 @nb.njit(cache=True)
@@ -1112,6 +1182,7 @@ def run(
     f_dur_s: FA,
     f_u1: FA,
     f_u2: FA,
+    f_ecmp: IA,
     p_cand_off: IA,
     p_cand_path: IA,
     p_cand_cum: FA,
@@ -1135,6 +1206,8 @@ def run(
     free: IA,
     e_next: IA,
     e_prev: IA,
+    e_link: IA,
+    s_nh: IA,
     l_head: IA,
     l_sum: FA,
     l_last: FA,
@@ -1195,6 +1268,8 @@ def run(
         k_links,
         e_next,
         e_prev,
+        e_link,
+        s_nh,
         l_head,
         p_grp_off,
         p_grp_idx,
@@ -1216,7 +1291,6 @@ def run(
     cs = (
         s_state,
         s_flow,
-        s_path,
         s_rate,
         s_last,
         s_rem,
@@ -1225,8 +1299,8 @@ def run(
         a_pos,
         f_pair,
         f_size_bits,
-        k_off,
-        k_links,
+        s_nh,
+        e_link,
         e_next,
         e_prev,
         l_head,
@@ -1259,7 +1333,7 @@ def run(
         f_mask,
         f_pair,
         f_u1,
-        f_u2,
+        f_ecmp,
         free,
         h_heap,
         h_kind,
@@ -1276,8 +1350,6 @@ def run(
         p_cand_off,
         p_cand_path,
         p_cand_until,
-        p_ecmp_off,
-        p_ecmp_path,
         prof,
         r_active,
         r_idle_s,
@@ -1286,21 +1358,23 @@ def run(
         s_path,
         s_state,
     )  # _arrive's
-    pf = (
+    eb = (
         f_pair,
         f_u2,
+        f_ecmp,
         p_ecmp_off,
         p_ecmp_path,
         k_off,
         k_fw,
+        k_links,
         p_cand_off,
         p_grp_off,
         r_ready_s,
         r_active,
         r_idle_s,
         pair_acc,
-    )  # _prefetch_arrivals's
-    ss, cs, ar, pf = borrowed((ss, cs, ar, pf))
+    )  # _ecmp_ahead's
+    ss, cs, ar, eb = borrowed((ss, cs, ar, eb))
     n_flows = f_arr_s.shape[0]
     while True:
         next_tick = clk[K_ORIGIN] + (cnt[C_TICK] + 1) * clk[K_TICK_S]
@@ -1315,8 +1389,10 @@ def run(
                 next_tick,
                 cnt,
                 clk,
+                hops_h,
                 s_flow,
-                s_path,
+                s_nh,
+                e_link,
                 s_rate,
                 s_last,
                 s_rem,
@@ -1358,7 +1434,7 @@ def run(
         elif cnt[C_FREE] == 0:
             return GROW_SLOTS
         else:
-            _prefetch_arrivals(i, n_flows, pf)
+            _ecmp_ahead(i, n_flows, cnt, eb)
             s = _arrive(i, t_arr, cnt, clk, ar)
             if s < 0:  # it starts after its setup delay: its links are wanted then
                 prefetch(k_links, k_off[o_path[i]])
@@ -1432,13 +1508,23 @@ def regroup(
 
 @nb.njit(cache=True)
 def relink(
-    cnt: IA, hops_h: int, s_path: IA, a_list: IA, k_off: IA, k_links: IA, e_next: IA, e_prev: IA, l_head: IA
+    cnt: IA,
+    hops_h: int,
+    s_path: IA,
+    a_list: IA,
+    k_off: IA,
+    k_links: IA,
+    e_next: IA,
+    e_prev: IA,
+    e_link: IA,
+    s_nh: IA,
+    l_head: IA,
 ) -> None:
     """Rebuild the per-link flow lists (after the hop stride ``hops_h`` or the slot count changed)."""
     l_head[:] = -1
     for a in range(cnt[C_ACTIVE]):
         s = a_list[a]
-        _link_insert(s, hops_h, s_path[s], k_off, k_links, e_next, e_prev, l_head)
+        _link_insert(s, hops_h, s_path[s], k_off, k_links, e_next, e_prev, e_link, s_nh, l_head)
 
 
 # numba tracks this file only; the loop also inlines these (jitcache.py)

@@ -45,6 +45,7 @@ _SLOT_FIELDS: dict[str, tuple[type, float]] = {
     "w_comp": (np.int64, -1),
     "w_smark": (np.int64, -1),
     "s_bn": (np.int64, -1),
+    "s_nh": (np.int64, 0),
 }
 
 _ROW_FIELDS = ("t_load_bps", "t_reserved_bps", "t_unused_bps")
@@ -70,9 +71,13 @@ class SimState:
     w_comp: IntArray
     w_smark: IntArray
     s_bn: IntArray
+    s_nh: IntArray
     free: IntArray
     e_next: IntArray
     e_prev: IntArray
+    e_link: IntArray
+    mm_off: IntArray
+    mm_links: IntArray
     t_end_s: FloatArray
     t_sent_bytes: FloatArray
     t_load_bps: FloatArray
@@ -115,6 +120,7 @@ class SimState:
         self.f_dem_bps = np.ascontiguousarray(flows.rate_bps, dtype=np.float64)
         self.f_u1 = flow_uniforms(n, seed, 1)
         self.f_u2 = flow_uniforms(n, seed, 2)
+        self.f_ecmp = np.full(n, -1, dtype=np.int64)  # filled by the kernel ahead of the arrivals
         self.prof = np.array(profile.as_array(), dtype=np.float64)
         self.cnt = np.zeros(kernel.N_COUNTERS, dtype=np.int64)
         self.h_size = np.zeros(1, dtype=np.int64)
@@ -179,6 +185,9 @@ class SimState:
         """(Re)allocate the per-(slot, hop) link lists and the max-min workspace, then relink."""
         self.e_next = np.full(self.slots * self.hops_h, -1, dtype=np.int64)
         self.e_prev = np.full(self.slots * self.hops_h, -1, dtype=np.int64)
+        self.e_link = np.full(self.slots * self.hops_h, -1, dtype=np.int64)  # the link of each list node
+        self.mm_off = np.zeros(self.slots + 1, dtype=np.int64)  # the re-rated flows' links, packed
+        self.mm_links = np.zeros(self.slots * self.hops_h, dtype=np.int64)
         ws = Workspace(self.slots, self.l_cap.shape[0], self.slots * self.hops_h)
         for name, value in vars(ws).items():
             setattr(self, name, value)
@@ -192,6 +201,8 @@ class SimState:
                 self.k_links,
                 self.e_next,
                 self.e_prev,
+                self.e_link,
+                self.s_nh,
                 self.l_head,
             )
 
