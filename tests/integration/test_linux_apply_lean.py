@@ -254,7 +254,7 @@ def test_record_add_is_the_general_encoding_and_signature(
     assert signature == netlink.element_signature(key, None, None, comment)
 
 
-@given(  # 16-byte keys and key ends: a permit's (addresses, protocol, port), encoded on a path of its own
+@given(  # 16-byte keys and key ends drawn too: a permit's (addresses, protocol, port), the commonest
     key=st.binary(min_size=16, max_size=16) | st.binary(min_size=1, max_size=40),
     key_end=st.none() | st.binary(min_size=16, max_size=16) | st.binary(min_size=1, max_size=40),
     data=st.none() | st.binary(min_size=4, max_size=4),

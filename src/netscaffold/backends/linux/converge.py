@@ -21,8 +21,6 @@ from typing import Any, Literal, TypeVar
 
 from netscaffold.backends.linux import tools
 from netscaffold.backends.linux.netlink import (
-    NLM_F_CREATE,
-    RTM_NEWTFILTER_MSG,
     U32_NODE_HANDLE,
     Message,
     WrittenRoutes,
@@ -30,7 +28,6 @@ from netscaffold.backends.linux.netlink import (
     route_messages,
     tc_delete_message,
     u32_filter_message,
-    u32_filter_payload,
     u32_selector,
 )
 from netscaffold.backends.linux.readback import WrittenFilters, encoded_elements, read_node
@@ -167,21 +164,14 @@ def tc_messages(
             raise tools.ToolError(argv, f"Error: no device {obj.device}", at + 1)
         messages.append(_tc_message(obj, ifindex, delete=True))
     written: dict[str, WrittenFilters] = {}
-    priority, handles = tc_render.FILTER_PRIORITY, U32_NODE_HANDLE
     for at, (_, obj) in enumerate(ops, start=len(deletes) + 1):
         ifindex = index.get(obj.device)
         if ifindex is None:
             raise tools.ToolError(argv, f"Error: no device {obj.device}", at)
-        if type(obj) is KernelFilter:  # the bulk of a reservation's objects with its class: inline
+        messages.append(_tc_message(obj, ifindex, delete=False))
+        if type(obj) is KernelFilter:  # the selector its message was just built with (cached)
             selector = u32_selector(obj.src, obj.dst)
-            payload = u32_filter_payload(ifindex, obj.minor, priority, selector)
-            messages.append((RTM_NEWTFILTER_MSG, NLM_F_CREATE, payload))
-            on_device = written.get(obj.device)
-            if on_device is None:
-                on_device = written[obj.device] = {}
-            on_device[handles | obj.minor] = (selector, obj)
-        else:
-            messages.append(_tc_message(obj, ifindex, delete=False))
+            written.setdefault(obj.device, {})[U32_NODE_HANDLE | obj.minor] = (selector, obj)
     return messages, written
 
 

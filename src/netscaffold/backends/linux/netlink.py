@@ -789,11 +789,14 @@ def element_signature(key: bytes, key_end: bytes | None, data: bytes | None, com
     as its user data; not the timeout, which the kernel reports as what is left): equal signatures,
     equal elements, for the same set. None of the parts is decoded to compare them."""
     mask = (key_end is not None) | (data is not None) << 1 | bool(comment) << 2
-    udata = b""
-    if comment:
-        text = comment.encode()
-        udata = bytes((NFTNL_UDATA_SET_ELEM_COMMENT, len(text) + 1)) + text + b"\0"
+    udata = _comment_udata(comment) if comment else b""
     return b"".join((_MASKS[mask], key, key_end or b"", data or b"", udata))
+
+
+def _comment_udata(comment: str) -> bytes:
+    """An element's comment as its user data (the TLV ``nft`` writes: type, length, text, NUL)."""
+    text = comment.encode()
+    return bytes((NFTNL_UDATA_SET_ELEM_COMMENT, len(text) + 1)) + text + b"\0"
 
 
 _MASKS = tuple(bytes((mask,)) for mask in range(8))
@@ -1184,29 +1187,25 @@ def element_attrs(write: ElementWrite) -> bytes:
         if timeout_ms is not None:
             parts.append(_TIMEOUT_HEADER + _BE64.pack(timeout_ms))
         if comment:
-            text = comment.encode() + b"\0"
-            udata = bytes((NFTNL_UDATA_SET_ELEM_COMMENT, len(text))) + text
-            parts.append(_nla(NFTA_SET_ELEM_USERDATA, udata))
+            parts.append(_nla(NFTA_SET_ELEM_USERDATA, _comment_udata(comment)))
     return b"".join(parts)
 
 
 def _value_attr(kind: int, value: bytes) -> bytes:
     """``kind`` (nested) holding one NFTA_DATA_VALUE: ``_nla(kind | NESTED, _nla(VALUE, value))``."""
-    inner = 4 + len(value)
-    pad = -inner & 3
-    return (
-        _ATTR.pack(4 + inner + pad, kind | NLA_F_NESTED)
-        + _ATTR.pack(inner, NFTA_DATA_VALUE)
-        + value
-        + _PAD[pad]
-    )
+    return _value_head(kind, len(value)) + value + _PAD[-len(value) & 3]
+
+
+@functools.lru_cache(maxsize=256)
+def _value_head(kind: int, size: int) -> bytes:
+    """The two attribute headers in front of a ``size``-byte value in :func:`_value_attr` (a set's
+    elements share a few sizes)."""
+    inner = 4 + size
+    return _ATTR.pack(4 + inner + (-inner & 3), kind | NLA_F_NESTED) + _ATTR.pack(inner, NFTA_DATA_VALUE)
 
 
 _TIMEOUT_HEADER = _ATTR.pack(12, NFTA_SET_ELEM_TIMEOUT)
 _KEY12_HEADER = _ATTR.pack(20, NFTA_SET_ELEM_KEY | NLA_F_NESTED) + _ATTR.pack(16, NFTA_DATA_VALUE)
-_KEY16_HEADER = _ATTR.pack(24, NFTA_SET_ELEM_KEY | NLA_F_NESTED) + _ATTR.pack(20, NFTA_DATA_VALUE)
-_KEY_END16_HEADER = _ATTR.pack(24, NFTA_SET_ELEM_KEY_END | NLA_F_NESTED) + _ATTR.pack(20, NFTA_DATA_VALUE)
-"""The heads of a 16-byte key and key end (a permit's or deny's: addresses, protocol, port)."""
 
 
 def record_add(key: bytes, comment: str, timeout_ms: int | None) -> tuple[bytes, bytes]:
@@ -1215,8 +1214,7 @@ def record_add(key: bytes, comment: str, timeout_ms: int | None) -> tuple[bytes,
     timeout = b"" if timeout_ms is None else _TIMEOUT_HEADER + _BE64.pack(timeout_ms)
     if not comment:
         return _KEY12_HEADER + key + timeout, _MASKS[0] + key
-    text = comment.encode()
-    udata = bytes((NFTNL_UDATA_SET_ELEM_COMMENT, len(text) + 1)) + text + b"\0"
+    udata = _comment_udata(comment)
     size = len(udata)
     header = _ATTR.pack(4 + size, NFTA_SET_ELEM_USERDATA)
     return b"".join((_KEY12_HEADER, key, timeout, header, udata, _PAD[-size & 3])), _MASKS[4] + key + udata
@@ -1227,33 +1225,20 @@ def element_add(
 ) -> tuple[bytes, bytes]:
     """(:func:`element_attrs`, :func:`element_signature`) of adding an element, the comment encoded
     once for both."""
-    if data is None and key_end is not None and len(key) == len(key_end) == 16:  # a permit or deny
-        timeout = b"" if timeout_ms is None else _TIMEOUT_HEADER + _BE64.pack(timeout_ms)
-        if not comment:
-            return b"".join((_KEY16_HEADER, key, _KEY_END16_HEADER, key_end, timeout)), _MASKS[
-                1
-            ] + key + key_end
-        text = comment.encode()
-        udata = bytes((NFTNL_UDATA_SET_ELEM_COMMENT, len(text) + 1)) + text + b"\0"
-        size = len(udata)
-        header = _ATTR.pack(4 + size, NFTA_SET_ELEM_USERDATA)
-        attributes = (_KEY16_HEADER, key, _KEY_END16_HEADER, key_end, timeout, header, udata, _PAD[-size & 3])
-        return b"".join(attributes), b"".join((_MASKS[5], key, key_end, udata))
-    parts = [_value_attr(NFTA_SET_ELEM_KEY, key)]
+    parts = [_value_head(NFTA_SET_ELEM_KEY, len(key)), key, _PAD[-len(key) & 3]]
     mask = 0
     if key_end is not None:
-        parts.append(_value_attr(NFTA_SET_ELEM_KEY_END, key_end))
+        parts += (_value_head(NFTA_SET_ELEM_KEY_END, len(key_end)), key_end, _PAD[-len(key_end) & 3])
         mask = 1
     if data is not None:
-        parts.append(_value_attr(NFTA_SET_ELEM_DATA, data))
+        parts += (_value_head(NFTA_SET_ELEM_DATA, len(data)), data, _PAD[-len(data) & 3])
         mask |= 2
     if timeout_ms is not None:
-        parts.append(_TIMEOUT_HEADER + _BE64.pack(timeout_ms))
+        parts += (_TIMEOUT_HEADER, _BE64.pack(timeout_ms))
     udata = b""
     if comment:
-        text = comment.encode()
-        udata = bytes((NFTNL_UDATA_SET_ELEM_COMMENT, len(text) + 1)) + text + b"\0"
-        parts.append(_ATTR.pack(4 + len(udata), NFTA_SET_ELEM_USERDATA) + udata + _PAD[-len(udata) & 3])
+        udata = _comment_udata(comment)
+        parts += (_ATTR.pack(4 + len(udata), NFTA_SET_ELEM_USERDATA), udata, _PAD[-len(udata) & 3])
         mask |= 4
     signature = b"".join((_MASKS[mask], key, key_end or b"", data or b"", udata))
     return b"".join(parts), signature
@@ -1499,15 +1484,7 @@ def u32_filter_message(ifindex: int, minor: int, priority: int, src: str, dst: s
     """``tc filter replace dev D parent 1: protocol all prio P handle 800::M u32 match u8 0x40|0x60 0xf0
     at 0 match ip[6] src S match ip[6] dst D flowid 1:M`` as a message for ``bulk`` (the keys ``tc``
     packs: the version nibble, then the address words; host addresses only)."""
-    return (
-        RTM_NEWTFILTER_MSG,
-        NLM_F_CREATE,
-        u32_filter_payload(ifindex, minor, priority, u32_selector(src, dst)),
-    )
-
-
-def u32_filter_payload(ifindex: int, minor: int, priority: int, selector: bytes) -> bytes:
-    """The payload of :func:`u32_filter_message` for the tc_u32_sel ``selector`` (:func:`u32_selector`)."""
+    selector = u32_selector(src, dst)
     size = len(selector)  # a whole number of 4-byte words: no padding
     head = _U32_FILTER_HEAD.pack(
         0,
@@ -1524,7 +1501,7 @@ def u32_filter_payload(ifindex: int, minor: int, priority: int, selector: bytes)
         4 + size,
         TCA_U32_SEL,
     )
-    return head + selector
+    return RTM_NEWTFILTER_MSG, NLM_F_CREATE, head + selector
 
 
 _U32_KIND = _nla(TCA_KIND, b"u32\0")

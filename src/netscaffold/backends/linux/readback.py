@@ -270,15 +270,6 @@ def _element_bytes(element: KernelElement) -> tuple[bytes, bytes | None, bytes |
         fields = ("mark",) * len(element.key)  # not one of our sets: the kernel will refuse it by name
     if fields == _RECORD_FIELDS and all(type(part) is int for part in element.key):
         low = high = _record_key(element.key)  # item records: the bulk of every write
-    elif len(fields) == 4:  # permits and denies, the other bulk: the loop below, unrolled
-        (k0, k1, k2, k3), key = fields, element.key
-        a, b, c, d = (
-            _field_bytes(k0, key[0]),
-            _field_bytes(k1, key[1]),
-            _field_bytes(k2, key[2]),
-            _field_bytes(k3, key[3]),
-        )
-        low, high = a[0] + b[0] + c[0] + d[0], a[1] + b[1] + c[1] + d[1]
     else:
         lows, highs = [], []
         for kind, part in zip(fields, element.key, strict=True):

@@ -269,8 +269,8 @@ def _render_objects(
 def _reservation(
     item: Reservation, layout: LabLayout, alloc: Allocation, hops: dict[tuple[str, ...], _Hops] | None
 ) -> list[KernelObject]:
-    """A class and a filter on the egress port of every link of the path (built as the named tuples
-    they are, their idents given); the ports and capacities of a path worked out once in ``hops``."""
+    """A class and a filter on the egress port of every link of the path; the ports and capacities of a
+    path worked out once in ``hops``."""
     src, dst = flow_addresses(layout, item)
     minor = alloc.minor_for(item.flow_key)
     family = family_of(src)
@@ -282,14 +282,10 @@ def _reservation(
         ports = _egress_ports(layout, path)
         if hops is not None:
             hops[path] = ports
-    number, family_text = str(minor), str(family)
     out: list[KernelObject] = []
     for node, ifname, capacity in ports:
-        out.append(
-            _new_tuple(KernelClass, (node, ifname, minor, rate, capacity, ("class", node, ifname, number)))
-        )
-        ident = ("filter", node, ifname, family_text, number)
-        out.append(_new_tuple(KernelFilter, (node, ifname, minor, family, src_prefix, dst_prefix, ident)))
+        out.append(KernelClass(node, ifname, minor, rate, capacity))
+        out.append(KernelFilter(node, ifname, minor, family, src_prefix, dst_prefix))
     return out
 
 
