@@ -9,15 +9,16 @@ that equal times pop in a documented, deterministic order. ``size`` is a one-ele
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 import numpy.typing as npt
+
+from netscaffold.backends.sim.jitcache import compiled
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def less(k1: FloatArray, k2: IntArray, k3: IntArray, a: int, b: int) -> bool:
     if k1[a] != k1[b]:
         return bool(k1[a] < k1[b])
@@ -26,7 +27,7 @@ def less(k1: FloatArray, k2: IntArray, k3: IntArray, a: int, b: int) -> bool:
     return bool(k3[a] < k3[b])
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def sift_up(heap: IntArray, pos: IntArray, k1: FloatArray, k2: IntArray, k3: IntArray, i: int) -> None:
     item = heap[i]
     while i > 0:
@@ -41,7 +42,7 @@ def sift_up(heap: IntArray, pos: IntArray, k1: FloatArray, k2: IntArray, k3: Int
     pos[item] = i
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def sift_down(
     heap: IntArray, pos: IntArray, size: int, k1: FloatArray, k2: IntArray, k3: IntArray, i: int
 ) -> None:
@@ -62,7 +63,7 @@ def sift_down(
     pos[item] = i
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def push(
     heap: IntArray, pos: IntArray, size: IntArray, k1: FloatArray, k2: IntArray, k3: IntArray, item: int
 ) -> None:
@@ -73,7 +74,7 @@ def push(
     sift_up(heap, pos, k1, k2, k3, i)
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def remove(
     heap: IntArray, pos: IntArray, size: IntArray, k1: FloatArray, k2: IntArray, k3: IntArray, item: int
 ) -> None:
@@ -88,7 +89,7 @@ def remove(
         sift_up(heap, pos, k1, k2, k3, pos[last])
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def rekey(
     heap: IntArray, pos: IntArray, size: IntArray, k1: FloatArray, k2: IntArray, k3: IntArray, item: int
 ) -> None:

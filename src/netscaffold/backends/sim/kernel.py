@@ -36,13 +36,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numba as nb
 import numpy as np
 import numpy.typing as npt
 
 from netscaffold.backends.sim import heap
 from netscaffold.backends.sim.intrinsics import borrowed, prefetch
-from netscaffold.backends.sim.jitcache import drop_if_sources_changed
+from netscaffold.backends.sim.jitcache import compiled, drop_if_sources_changed
 from netscaffold.backends.sim.maxmin import max_min
 
 IA = npt.NDArray[np.int64]
@@ -88,7 +87,7 @@ PENDING = 1
 ACTIVE = 2
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _link_insert(
     s: int,
     hops_h: int,
@@ -119,7 +118,7 @@ def _link_insert(
         l_head[link] = node
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _link_remove(s: int, hops_h: int, e_next: IA, e_prev: IA, e_link: IA, s_nh: IA, l_head: IA) -> None:
     for h in range(s_nh[s]):
         node = s * hops_h + h
@@ -134,7 +133,7 @@ def _link_remove(s: int, hops_h: int, e_next: IA, e_prev: IA, e_link: IA, s_nh: 
             e_prev[after] = before
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _flush_link(link: int, t: float, l_sum: FA, l_last: FA, l_acc: FA) -> None:
     dt = t - l_last[link]
     if dt > 0.0:
@@ -142,7 +141,7 @@ def _flush_link(link: int, t: float, l_sum: FA, l_last: FA, l_acc: FA) -> None:
     l_last[link] = t
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _flush_group(g: int, t: float, g_rate: FA, g_sum: FA, g_last: FA, g_res_bits: FA, g_car_bits: FA) -> None:
     """Book group ``g``'s reserved bits and the bits its flows carried, up to ``t`` (in this tick)."""
     dt = t - g_last[g]
@@ -152,7 +151,7 @@ def _flush_group(g: int, t: float, g_rate: FA, g_sum: FA, g_last: FA, g_res_bits
     g_last[g] = t
 
 
-@nb.njit(cache=True)
+@compiled()
 def _close_groups(
     g_path: IA,
     g_res_bits: FA,
@@ -187,12 +186,12 @@ MAX_STRIDE = 1024  # the longest path the emulator takes, in hops
 LOG2_STRIDE = np.array([max(0, (h - 1).bit_length()) for h in range(MAX_STRIDE + 1)], dtype=np.int64)
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _slot_of(node: int, hops_h: int) -> int:
     return int(node >> LOG2_STRIDE[hops_h])
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _take_bottlenecked(
     link: int, n: int, sepoch: int, hops_h: int, s_bn: IA, e_next: IA, l_head: IA, w_comp: IA, w_smark: IA
 ) -> int:
@@ -208,7 +207,7 @@ def _take_bottlenecked(
     return n
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _component(
     i: int,
     n: int,
@@ -248,14 +247,14 @@ def _component(
     return n
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _floor_of(s: int, s_flow: IA, s_group: IA, f_dem_bps: FA, g_rate: FA, g_n: IA) -> float:
     """The guaranteed rate of the flow in slot ``s``: its share of its reservation, at most its demand."""
     g = s_group[s]
     return min(f_dem_bps[s_flow[s]], g_rate[g] / g_n[g]) if g >= 0 else 0.0
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _residual(
     n: int,
     sepoch: int,
@@ -301,7 +300,7 @@ def _residual(
     return nl
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _outsiders_to_yield(
     n: int,
     nl: int,
@@ -366,7 +365,7 @@ def _outsiders_to_yield(
     return grown
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _set_bottlenecks(nc: int, w_comp: IA, mm_bn: IA, s_bn: IA, l_bn: IA) -> None:
     """Record each re-rated flow's bottleneck link (-1: at its demand or floor) and count them per link."""
     for j in range(nc):
@@ -381,7 +380,7 @@ def _set_bottlenecks(nc: int, w_comp: IA, mm_bn: IA, s_bn: IA, l_bn: IA) -> None
             s_bn[s] = new
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _apply_rates(
     nc: int,
     t: float,
@@ -515,7 +514,7 @@ RateState = tuple[Any, ...]
 Packed = tuple[Any, ...]  # arrays packed for an inlined helper (more than 30 arguments are a *args call)
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _pack_members(
     nc: int,
     hops_h: int,
@@ -547,7 +546,7 @@ def _pack_members(
         mm_floor[j] = _floor_of(s, s_flow, s_group, f_dem_bps, g_rate, g_n)
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _recompute(nseed: int, t: float, cnt: IA, clk: FA, hops_h: int, rs: RateState) -> None:
     """New max-min rates for the component of the seeds ``w_comp[:nseed]``; ``nseed < 0``: all flows."""
     (
@@ -738,7 +737,7 @@ def _recompute(nseed: int, t: float, cnt: IA, clk: FA, hops_h: int, rs: RateStat
     )
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _start(s: int, t: float, cnt: IA, hops_h: int, ss: Packed) -> None:
     """Flow in slot ``s`` starts sending at ``t``: it joins its links and its reservation group."""
     (
@@ -809,7 +808,7 @@ def _start(s: int, t: float, cnt: IA, hops_h: int, ss: Packed) -> None:
     w_smark[s] = cnt[C_EPOCH]
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _complete(s: int, t: float, cnt: IA, hops_h: int, cs: Packed) -> int:
     """Flow in slot ``s`` finishes at ``t``; the flows that shared its links get new rates."""
     (
@@ -900,7 +899,7 @@ def _complete(s: int, t: float, cnt: IA, hops_h: int, cs: Packed) -> int:
     return n
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _choose_path(
     i: int,
     t: float,
@@ -927,7 +926,7 @@ def _choose_path(
     return f_ecmp[i], False
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _reactive_delay(
     t: float,
     pair: int,
@@ -956,7 +955,7 @@ def _reactive_delay(
     return delay, True
 
 
-@nb.njit(cache=True)
+@compiled()
 def _tick(
     tb: float,
     cnt: IA,
@@ -1031,7 +1030,7 @@ def _tick(
             g_sum[s_group[s]] += s_rate[s]
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _arrive(i: int, t_arr: float, cnt: IA, clk: FA, ar: Packed) -> int:
     """Flow ``i`` arrives: choose its path, charge the setup delay, give it a slot. Returns the slot when
     the flow starts at once (the caller starts it), -1 when it waits for its setup (a start event)."""
@@ -1106,7 +1105,7 @@ def _arrive(i: int, t_arr: float, cnt: IA, clk: FA, ar: Packed) -> int:
 ECMP_AHEAD = 32  # arrivals whose ECMP path one batch of _ecmp_ahead computes
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _ecmp_ahead(i: int, n_flows: int, cnt: IA, eb: Packed) -> None:
     """Compute the ECMP path of the next ``ECMP_AHEAD`` arrivals into ``f_ecmp`` and prefetch what
     their arrivals and starts will read (their pair's entries, the path's offsets, firewall count and
@@ -1167,7 +1166,7 @@ def _ecmp_ahead(i: int, n_flows: int, cnt: IA, eb: Packed) -> None:
     cnt[C_ECMP] = end
 
 
-@nb.njit(cache=True)
+@compiled()
 def run(
     end_s: float,
     cnt: IA,
@@ -1445,14 +1444,14 @@ def run(
             _recompute(seeds, t_event, cnt, clk, hops_h, rs)
 
 
-@nb.njit(cache=True)
+@compiled()
 def recompute_all(t: float, cnt: IA, clk: FA, hops_h: int, rs: RateState) -> None:
     """Re-rate every active flow at ``t`` (after floors or paths changed under them)."""
     cnt, clk, rs = borrowed((cnt, clk, rs))
     _recompute(-1, t, cnt, clk, hops_h, rs)
 
 
-@nb.njit(cache=True)
+@compiled()
 def settle_groups(
     t: float,
     g_path: IA,
@@ -1473,7 +1472,7 @@ def settle_groups(
     _close_groups(g_path, g_res_bits, g_car_bits, k_off, k_links, l_res_acc, l_used_acc)
 
 
-@nb.njit(cache=True)
+@compiled()
 def regroup(
     t: float,
     cnt: IA,
@@ -1506,7 +1505,7 @@ def regroup(
                 break
 
 
-@nb.njit(cache=True)
+@compiled()
 def relink(
     cnt: IA,
     hops_h: int,
@@ -1527,6 +1526,7 @@ def relink(
         _link_insert(s, hops_h, s_path[s], k_off, k_links, e_next, e_prev, e_link, s_nh, l_head)
 
 
-# numba tracks this file only; the loop also inlines these (jitcache.py)
-INLINED_SOURCES = ("kernel.py", "maxmin.py", "heap.py", "intrinsics.py")
+# numba tracks this file only; the loop also inlines these, and jitcache.py holds the compile options,
+# which numba's cache key does not include (jitcache.py)
+INLINED_SOURCES = ("kernel.py", "maxmin.py", "heap.py", "intrinsics.py", "jitcache.py")
 drop_if_sources_changed(run, [Path(__file__).resolve().with_name(name) for name in INLINED_SOURCES])

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 import numpy.typing as npt
 
 from netscaffold.backends.sim import heap
-from netscaffold.backends.sim.jitcache import drop_if_sources_changed
+from netscaffold.backends.sim.jitcache import compiled, drop_if_sources_changed
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -33,7 +32,7 @@ FROZEN = 2
 _INSERTION_MAX = 24
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _touch_links(
     nc: int,
     mm_path: IntArray,
@@ -81,7 +80,7 @@ def _touch_links(
     return nt
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _init_flows(
     nc: int,
     mm_path: IntArray,
@@ -146,7 +145,7 @@ def _init_flows(
     return ne
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _order_levels(ne: int, ev_lev: FloatArray, ev_order: IntArray) -> None:
     """``ev_order[:ne]``: the indices of ``ev_lev[:ne]`` by level, ties by index (a stable sort). Small
     sets (most components) by insertion in place; larger ones by numpy's merge sort (it allocates)."""
@@ -162,7 +161,7 @@ def _order_levels(ne: int, ev_lev: FloatArray, ev_order: IntArray) -> None:
         ev_order[k] = i
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _shared_links(nt: int, lk_touched: IntArray, lk_cnt: IntArray) -> int:
     """Keep in ``lk_touched[:return]`` the links two or more of the flows cross (the heap's links)."""
     kept = 0
@@ -174,7 +173,7 @@ def _shared_links(nt: int, lk_touched: IntArray, lk_cnt: IntArray) -> int:
     return kept
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _true_key(link: int, level: float, lk_base: FloatArray, lk_n: IntArray) -> float:
     """The level at which ``link`` saturates with its current riders (``inf``: no riders)."""
     if lk_n[link] <= 0:
@@ -183,7 +182,7 @@ def _true_key(link: int, level: float, lk_base: FloatArray, lk_n: IntArray) -> f
     return key if key > level else level
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _heapify(
     nt: int,
     lk_touched: IntArray,
@@ -204,7 +203,7 @@ def _heapify(
         heap.sift_down(lk_heap, lk_pos, nt, lk_key, lk_zero, lk_id, i)
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _lowest_link(
     level: float,
     lk_base: FloatArray,
@@ -228,7 +227,7 @@ def _lowest_link(
     return np.inf
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _solve_alone(
     mm_path: IntArray,
     mm_floor: FloatArray,
@@ -259,7 +258,7 @@ def _solve_alone(
     mm_state[0] = FROZEN
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def max_min(  # noqa: C901, PLR0912, PLR0915  (one event loop: split, it would pass 25 arrays per call)
     nc: int,
     mm_path: IntArray,
@@ -384,7 +383,7 @@ def max_min(  # noqa: C901, PLR0912, PLR0915  (one event loop: split, it would p
             mm_rate[j] = level
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _settle(
     j: int,
     rate: float,
@@ -500,4 +499,6 @@ def max_min_solve(
     return ws.mm_rate[:n].copy(), ws.mm_bn[:n].copy()
 
 
-drop_if_sources_changed(max_min, [Path(__file__).resolve(), Path(__file__).resolve().with_name("heap.py")])
+drop_if_sources_changed(
+    max_min, [Path(__file__).resolve().with_name(name) for name in ("maxmin.py", "heap.py", "jitcache.py")]
+)
