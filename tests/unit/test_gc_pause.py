@@ -60,3 +60,20 @@ def test_a_disabled_collector_stays_disabled_and_untouched() -> None:
         assert any(obj is young for obj in gc.get_objects(generation=0))
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_objects_frozen_by_someone_else_stay_frozen() -> None:
+    was = gc.isenabled()
+    gc.enable()
+    gc.freeze()  # as a pre-forking server does
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with gc_paused():
+            young = _Node()
+        assert gc.get_freeze_count() == frozen
+        gc.disable()  # look without collecting
+        assert not any(obj is young for obj in gc.get_objects(generation=2))  # not moved on: young as usual
+    finally:
+        gc.unfreeze()
+        (gc.enable if was else gc.disable)()

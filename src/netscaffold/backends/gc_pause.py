@@ -21,13 +21,15 @@ def gc_paused() -> Iterator[None]:
     young collection after the pause, then by the middle one: an apply of 5,000 routes keeps some
     30,000 tracked objects (its rendered kernel objects, held for the next apply), and that first scan
     cost 9-25 ms of it. A full collection still scans them, as it would have after their promotion;
-    a cycle made by another thread during the pause is freed by that full collection, not a young one."""
+    a cycle made by another thread during the pause is freed by that full collection, not a young one.
+    Skipped when something else froze objects (``gc.unfreeze()`` would thaw those too)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if enabled:
-            gc.freeze()
-            gc.unfreeze()
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
