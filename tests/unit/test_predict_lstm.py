@@ -85,6 +85,9 @@ def test_checkpoint_round_trip_and_header(fitted: LstmForecaster, series: PairSe
         "dlog_traffic",
         "tod_sin",
         "tod_cos",
+        "src_out_total",  # a traffic matrix: the network context is on
+        "dst_in_total",
+        "network_total",
         "pair_log_mean",
         "pair_log_sd",
     ]
@@ -149,16 +152,27 @@ def test_lstm_bad_input(fitted: LstmForecaster, series: PairSeries) -> None:
 
 
 def test_seasonal_hint_is_used_when_four_days_are_there(series: PairSeries, tmp_path: Path) -> None:
-    """Hourly steps: one day is 24 steps; 212 training steps hold more than four days."""
+    """Hourly steps: one day is 24 steps; 212 training steps hold more than eight days (the hint averages
+    the last two), 144 more than four (one day earlier only)."""
+    short = make_forecaster("lstm", horizon=3, **{**TINY, "seasonal_lag": -1, "epochs": 1})
+    assert isinstance(short, LstmForecaster)
+    short.prepare(series.slice(0, 170), 144)
+    assert (short.hyper["seasonal_lag"], short.hyper["seasonal_days"], short.min_context) == (24, 1, 25)
+    static = short.spec.static_names()
+    assert static[2:5] == ("seasonal_delta_h1", "seasonal_delta_h2", "seasonal_delta_h3")
+    # a traffic matrix: its network context's change one day earlier too, per step and total
+    context = ("src_out_total", "dst_in_total", "network_total")
+    assert static[5:8] == tuple(f"{c}_seasonal_delta_h1" for c in context)
+    assert len(static) == 2 + 3 + 3 * 3
     model = make_forecaster("lstm", horizon=3, **{**TINY, "seasonal_lag": -1, "epochs": 1})
     assert isinstance(model, LstmForecaster)
     model.fit(series.slice(0, 250))
-    assert model.hyper["seasonal_lag"] == 24
-    assert model.min_context == 25
-    assert model.features[-3:] == ("seasonal_delta_h1", "seasonal_delta_h2", "seasonal_delta_h3")
+    assert (model.hyper["seasonal_lag"], model.hyper["seasonal_days"]) == (24, 2)
+    assert model.min_context == 49
+    assert model.spec.static_names()[2:5] == tuple(f"seasonal_delta_h{h}_mean2d" for h in (1, 2, 3))
     model.save(tmp_path / "s.ckpt")
     loaded = load_checkpoint(tmp_path / "s.ckpt")
-    assert loaded.min_context == 25
+    assert loaded.min_context == 49
     origins = np.arange(250, 255)
     assert np.array_equal(
         model.predict_at(series, origins, 3).quantiles, loaded.predict_at(series, origins, 3).quantiles
@@ -189,6 +203,7 @@ def test_on_off_flags_only_for_series_that_go_idle(series: PairSeries, fitted: L
     assert model.features[:2] == ("dlog_traffic", "active")
     assert "pair_active_share" in model.features
     forced = make_forecaster("lstm", horizon=3, activity_input=0, **TINY).fit(on_off_series().slice(0, 300))
+    assert isinstance(forced, LstmForecaster)
     assert "active" not in forced.features
 
 

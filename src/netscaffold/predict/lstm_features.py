@@ -3,8 +3,9 @@
 Per pair ``s = (log1p(x) - mu) / sd`` with ``mu``, ``sd`` from the training part; a window is ``s`` over
 the last ``W`` steps minus its last value (the model sees shape, not level, so a pair that doubles its
 traffic is forecast from its new level), with, for series whose pairs go idle, each step's on/off flag
-(``x > 0``: the one piece of level the activity forecast needs), the time of day (sin, cos) of every step
-and any exogenous telemetry features of the pair.
+(``x > 0``: the one piece of level the activity forecast needs), the time of day (sin, cos) of every step,
+for traffic matrices the network context (the totals of the pair's source row, destination column and the
+whole matrix, level-invariant the same way) and any exogenous telemetry features of the pair.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from netscaffold.errors import ValidationError
+from netscaffold.errors import TrafficError, ValidationError
 from netscaffold.predict.series import PairSeries
 
 FloatArray = npt.NDArray[np.float64]
@@ -67,13 +68,90 @@ class Scaler:
         return np.stack(columns, axis=-1).astype(np.float32)
 
 
+CONTEXT_NAMES = ("src_out_total", "dst_in_total", "network_total")
+"""Per window step, the network context of a pair in a traffic matrix: its source node's outgoing total,
+its destination node's incoming total and the whole matrix's total."""
+
+
+def pair_ends(series: PairSeries) -> tuple[IntArray, IntArray] | None:
+    """Per pair, the indices of its source and destination in ``series.nodes``; None when some end is not
+    a node of the series (no matrix structure to aggregate over)."""
+    index = {name: i for i, name in enumerate(series.nodes)}
+    if not series.pairs or any(a not in index or b not in index for a, b in series.pairs):
+        return None
+    src = np.array([index[a] for a, _ in series.pairs], dtype=np.int64)
+    dst = np.array([index[b] for _, b in series.pairs], dtype=np.int64)
+    return src, dst
+
+
+@dataclass(frozen=True)
+class NetworkContext:
+    """The network context inputs: per step, every node's outgoing and incoming total and the network
+    total, ``log1p``-scaled and standardised per column on training data (``mu``, ``sd`` over
+    ``[out_0..out_N-1, in_0..in_N-1, total]``), then gathered per pair ``[T, P, 3]``. Aggregates are
+    smoother than a pair and lead it; the feature builders make them level-invariant like the pair's own
+    window (each window minus its anchor)."""
+
+    src: IntArray
+    dst: IntArray
+    mu: FloatArray
+    sd: FloatArray
+
+    @staticmethod
+    def totals(values: FloatArray, src: IntArray, dst: IntArray, n_nodes: int) -> FloatArray:
+        """``[T, 2N + 1]``: each node's outgoing and incoming total and the network total per step. Row
+        by row (a step's totals do not depend on which other steps are in ``values``)."""
+        values = np.asarray(values, dtype=np.float64)
+        out = np.zeros((values.shape[0], 2 * n_nodes + 1))
+        for node in range(n_nodes):
+            out[:, node] = values[:, src == node].sum(axis=1)
+            out[:, n_nodes + node] = values[:, dst == node].sum(axis=1)
+        out[:, -1] = values.sum(axis=1)
+        return out
+
+    @classmethod
+    def fit(cls, series: PairSeries, split: int) -> NetworkContext:
+        ends = pair_ends(series)
+        if ends is None:
+            raise ValidationError(
+                "network context needs pairs whose ends are nodes of the series", field="network_context"
+            )
+        logged = np.log1p(cls.totals(series.values[:split], *ends, len(series.nodes)))
+        return cls(ends[0], ends[1], logged.mean(axis=0), np.maximum(logged.std(axis=0), SD_FLOOR))
+
+    def build(self, series: PairSeries) -> F32Array:
+        """``[T, P, 3]`` float32: per step and pair, the standardised log totals of its source's outgoing
+        traffic, its destination's incoming traffic and the network."""
+        n_nodes = (self.mu.size - 1) // 2
+        ends = pair_ends(series)
+        if ends is None or len(series.nodes) != n_nodes or ends[0].shape != self.src.shape:
+            raise TrafficError(
+                f"the model's network context covers {n_nodes} nodes and {self.src.size} pairs; the series "
+                f"has {len(series.nodes)} nodes and {series.n_pairs} pairs",
+                field="tm",
+            )
+        logged = np.log1p(self.totals(series.values, self.src, self.dst, n_nodes))
+        logged -= self.mu
+        logged /= self.sd
+        std = logged.astype(np.float32)
+        out = np.empty((series.steps, series.n_pairs, len(CONTEXT_NAMES)), np.float32)
+        out[..., 0] = std[:, self.src]
+        out[..., 1] = std[:, n_nodes + self.dst]
+        out[..., 2] = std[:, -1:]
+        return out
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
-    """What the network sees. Per window step: the level-invariant traffic, the time of day (sin, cos)
-    and any exogenous features. Per sample (static, fed to the head): the pair's training log mean and
-    spread (its size and noisiness, not its current level), and, with ``seasonal_lag`` steps (one day),
-    the change the pair made one period earlier over the same horizon (``s[o-lag+h] - s[o-lag-1]``): a
-    level-invariant seasonal hint."""
+    """What the network sees. Per window step: the level-invariant traffic, the time of day (sin, cos),
+    optionally the network context and any exogenous features. Per sample (static, fed to the head): the
+    pair's training log mean and spread (its size and noisiness, not its current level), and, with
+    ``seasonal_lag`` steps (one day), the change the pair made one period earlier over the same horizon
+    (``s[o-lag+h] - s[o-lag-1]``, averaged over ``seasonal_days`` periods): a level-invariant seasonal
+    hint; with the network context too, the same change of the context's three totals.
+
+    All three builders (:meth:`build` per sample, :meth:`build_all_pairs`,
+    :meth:`build_all_pairs_time_major`) give the same values (tested)."""
 
     window: int
     horizon: int
@@ -84,6 +162,14 @@ class FeatureSpec:
     anchor_alpha: float = 1.0
     """The level the window is taken relative to and the forecast is added to: an exponentially weighted
     mean of the window's standardised values with this smoothing (1.0: the last value)."""
+    network_context: bool = False
+    """Per window step, the :class:`NetworkContext` of the pair (its source's outgoing total, its
+    destination's incoming total, the network total), each window minus its own anchor."""
+    seasonal_days: int = 1
+    """Periods the seasonal hint averages over (``s[o-d*lag+h] - s[o-d*lag-1]`` for ``d = 1..days``)."""
+    context_seasonal: bool = False
+    """With ``network_context`` and ``seasonal_lag``: the context's change one period earlier over the
+    horizon as static inputs too."""
 
     def anchor_weights(self) -> F32Array:
         """Weights over the window's steps (oldest first) that sum to 1: ``alpha (1 - alpha)^age``."""
@@ -103,26 +189,75 @@ class FeatureSpec:
 
     @property
     def min_context(self) -> int:
-        return max(self.window, self.seasonal_lag + 1 if self.seasonal_lag else 0)
+        seasonal = self.seasonal_lag * self.seasonal_days + 1 if self.seasonal_lag else 0
+        return max(self.window, seasonal)
 
     def sequence_names(self) -> tuple[str, ...]:
         flags = ("active",) if self.activity_flag else ()
-        return ("dlog_traffic", *flags, "tod_sin", "tod_cos", *self.exog_names)
+        context = CONTEXT_NAMES if self.network_context else ()
+        return ("dlog_traffic", *flags, "tod_sin", "tod_cos", *context, *self.exog_names)
 
     def static_names(self) -> tuple[str, ...]:
         stats: tuple[str, ...] = ("pair_log_mean", "pair_log_sd") if self.pair_stats else ()
         if self.pair_stats and self.activity_flag:
             stats += ("pair_active_share",)
         seasonal = tuple(f"seasonal_delta_h{h + 1}" for h in range(self.horizon)) if self.seasonal_lag else ()
-        return (*stats, *seasonal)
+        if self.seasonal_lag and self.seasonal_days > 1:
+            seasonal = tuple(f"{name}_mean{self.seasonal_days}d" for name in seasonal)
+        context: tuple[str, ...] = ()
+        if self._context_statics:
+            steps = range(1, self.horizon + 1)
+            context = tuple(f"{c}_seasonal_delta_h{h}" for h in steps for c in CONTEXT_NAMES)
+        return (*stats, *seasonal, *context)
+
+    @property
+    def _context_statics(self) -> bool:
+        return self.network_context and self.context_seasonal and self.seasonal_lag > 0
+
+    def _require_context(self, context: F32Array | None, series: PairSeries) -> F32Array:
+        if context is None:
+            raise ValidationError("the features need the series' network context", field="network_context")
+        if context.shape[:2] != (series.steps, series.n_pairs):
+            raise ValidationError(
+                f"network context of shape {context.shape} for a series of {series.steps} steps x "
+                f"{series.n_pairs} pairs",
+                field="network_context",
+            )
+        return context
+
+    def _seasonal_change(
+        self, data: npt.NDArray[Any], origins: IntArray, pair_idx: IntArray | None = None
+    ) -> npt.NDArray[Any]:
+        """The mean over ``d = 1..seasonal_days`` of ``data[o-d*lag+h] - data[o-d*lag-1]`` (rows of
+        ``data`` are steps, columns pairs): ``[O, H, P, ...]``, or ``[B, H, ...]`` for one pair per origin
+        with ``pair_idx``."""
+        ahead = np.arange(self.horizon)[None, :]
+        total: npt.NDArray[Any] | None = None
+        for day in range(1, self.seasonal_days + 1):
+            base = origins - day * self.seasonal_lag
+            if pair_idx is None:
+                change = data[base[:, None] + ahead] - data[base - 1][:, None]
+            else:
+                change = data[base[:, None] + ahead, pair_idx[:, None]] - data[base - 1, pair_idx][:, None]
+            total = change if total is None else total + change
+        assert total is not None
+        return total / self.seasonal_days if self.seasonal_days > 1 else total
 
     def names(self) -> tuple[str, ...]:
         return (*self.sequence_names(), *self.static_names())
 
     def build(
-        self, series: PairSeries, scaled: F32Array, scaler: Scaler, origins: IntArray, pair_idx: IntArray
+        self,
+        series: PairSeries,
+        scaled: F32Array,
+        scaler: Scaler,
+        origins: IntArray,
+        pair_idx: IntArray,
+        *,
+        context: F32Array | None = None,
     ) -> tuple[F32Array, F32Array, F32Array]:
-        """(sequence ``[B, W, F]``, static ``[B, S]``, last standardised value ``[B]``)."""
+        """(sequence ``[B, W, F]``, static ``[B, S]``, last standardised value ``[B]``); ``context`` is
+        :meth:`NetworkContext.build` of ``series`` when the spec has ``network_context``."""
         steps = origins[:, None] + np.arange(-self.window, 0)[None, :]
         level = scaled[steps, pair_idx[:, None]]
         last = self.anchor(level)
@@ -131,6 +266,9 @@ class FeatureSpec:
         if self.activity_flag:
             columns.insert(1, level > scaler.idle_level()[pair_idx][:, None] + IDLE_MARGIN)
         sequence = np.stack(columns, axis=-1).astype(np.float32)
+        if self.network_context:
+            ctx = self._require_context(context, series)[steps, pair_idx[:, None]]  # [B, W, 3]
+            sequence = np.concatenate([sequence, ctx - self.anchor(ctx, axis=1)[:, None, :]], axis=-1)
         if series.exog is not None:
             exog = series.exog[steps, pair_idx[:, None]].astype(np.float32)
             sequence = np.concatenate([sequence, exog], axis=-1)
@@ -138,14 +276,21 @@ class FeatureSpec:
         if self.pair_stats:
             static.append(scaler.pair_stats(self.activity_flag)[pair_idx])
         if self.seasonal_lag:
-            base = origins - self.seasonal_lag
-            ahead = scaled[base[:, None] + np.arange(self.horizon)[None, :], pair_idx[:, None]]
-            static.append(ahead - scaled[base - 1, pair_idx][:, None])
+            static.append(self._seasonal_change(scaled, origins, pair_idx))
+        if self._context_statics:
+            change = self._seasonal_change(self._require_context(context, series), origins, pair_idx)
+            static.append(change.reshape(origins.size, -1))  # [B, H x 3]
         joined = np.concatenate(static, axis=-1) if static else np.zeros((origins.size, 0), np.float32)
         return sequence, joined.astype(np.float32), last.astype(np.float32)
 
     def build_all_pairs(
-        self, series: PairSeries, scaled: F32Array, scaler: Scaler, origins: IntArray
+        self,
+        series: PairSeries,
+        scaled: F32Array,
+        scaler: Scaler,
+        origins: IntArray,
+        *,
+        context: F32Array | None = None,
     ) -> tuple[F32Array, F32Array, F32Array]:
         """:meth:`build` for every pair at each origin, origin-major (``[O x P, ...]``), gathered by whole
         rows (one window of steps serves every pair) instead of one index per sample."""
@@ -161,13 +306,23 @@ class FeatureSpec:
             np.broadcast_to(np.sin(angle)[:, None, :, None], (n_orig, n_pairs, self.window, 1)),
             np.broadcast_to(np.cos(angle)[:, None, :, None], (n_orig, n_pairs, self.window, 1)),
         ]
+        if self.network_context:
+            ctx = self._require_context(context, series)[steps].transpose(0, 2, 1, 3)  # [O, P, W, 3]
+            parts.append(ctx - self.anchor(ctx, axis=2)[..., None, :])
         if series.exog is not None:
             parts.append(series.exog[steps].transpose(0, 2, 1, 3))  # [O, P, W, F]
         sequence = np.concatenate(parts, axis=-1, dtype=np.float32).reshape(n_orig * n_pairs, self.window, -1)
-        return sequence, self._static_all_pairs(scaled, scaler, origins), last.reshape(-1).astype(np.float32)
+        static = self._static_all_pairs(series, scaled, scaler, origins, context)
+        return sequence, static, last.reshape(-1).astype(np.float32)
 
     def build_all_pairs_time_major(
-        self, series: PairSeries, scaled: F32Array, scaler: Scaler, origins: IntArray
+        self,
+        series: PairSeries,
+        scaled: F32Array,
+        scaler: Scaler,
+        origins: IntArray,
+        *,
+        context: F32Array | None = None,
     ) -> tuple[F32Array, F32Array, F32Array]:
         """:meth:`build_all_pairs` with the sequence time-major (``[W, O x P, F]``, what
         :class:`~netscaffold.predict.lstm_net.PackedLstm` reads), written column by column into one
@@ -185,25 +340,39 @@ class FeatureSpec:
         angle = 2.0 * np.pi * series.time_of_day[steps]  # [W, O]
         sequence[..., column] = np.sin(angle)[..., None]
         sequence[..., column + 1] = np.cos(angle)[..., None]
+        column += 2
+        if self.network_context:
+            ctx = self._require_context(context, series)[steps]  # [W, O, P, 3]
+            end = column + len(CONTEXT_NAMES)
+            np.subtract(ctx, self.anchor(ctx, axis=0), out=sequence[..., column:end])
+            column = end
         if series.exog is not None:
-            sequence[..., column + 2 :] = series.exog[steps]  # [W, O, P, F]
+            sequence[..., column:] = series.exog[steps]  # [W, O, P, F]
         return (
             sequence.reshape(self.window, n_orig * n_pairs, -1),
-            self._static_all_pairs(scaled, scaler, origins),
+            self._static_all_pairs(series, scaled, scaler, origins, context),
             last.reshape(-1).astype(np.float32),
         )
 
-    def _static_all_pairs(self, scaled: F32Array, scaler: Scaler, origins: IntArray) -> F32Array:
+    def _static_all_pairs(
+        self,
+        series: PairSeries,
+        scaled: F32Array,
+        scaler: Scaler,
+        origins: IntArray,
+        context: F32Array | None,
+    ) -> F32Array:
         """The static inputs ``[O x P, S]`` of every pair at each origin, origin-major."""
         n_orig, n_pairs = origins.size, scaled.shape[1]
         static: list[F32Array] = []
         if self.pair_stats:
             static.append(np.tile(scaler.pair_stats(self.activity_flag), (n_orig, 1)))
         if self.seasonal_lag:
-            base = origins - self.seasonal_lag
-            ahead = scaled[base[:, None] + np.arange(self.horizon)[None, :]]  # [O, H, P]
-            change = (ahead - scaled[base - 1][:, None, :]).transpose(0, 2, 1)
+            change = self._seasonal_change(scaled, origins).transpose(0, 2, 1)  # [O, P, H]
             static.append(change.reshape(n_orig * n_pairs, self.horizon))
+        if self._context_statics:
+            ctx = self._seasonal_change(self._require_context(context, series), origins)  # [O, H, P, 3]
+            static.append(ctx.transpose(0, 2, 1, 3).reshape(n_orig * n_pairs, -1))
         joined = np.concatenate(static, axis=-1) if static else np.zeros((n_orig * n_pairs, 0), np.float32)
         return joined.astype(np.float32)
 

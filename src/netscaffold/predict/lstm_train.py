@@ -68,6 +68,7 @@ class TrainBatchMaker:
         self.model, self.series, self.device = model, series, device
         self.orig_idx, self.pair_idx = sample_grid(origins, series.n_pairs)
         self.scaled = model.scaler.standardise(series.values)
+        self.context = model.context_of(series)
         self.levels = torch.tensor(model.levels, dtype=torch.float32, device=device)
         train_mean = float(series.values[origins].mean()) if origins.size else 1.0
         self.norm = max(train_mean, 1e-9)
@@ -98,7 +99,7 @@ class TrainBatchMaker:
     def _loss(self, net: QuantileLstm, origins: IntArray, pair_idx: IntArray) -> torch.Tensor:
         horizon = self.model.horizon
         inputs, static, last = self.model.spec.build(
-            self.series, self.scaled, self.model.scaler, origins, pair_idx
+            self.series, self.scaled, self.model.scaler, origins, pair_idx, context=self.context
         )
         actual_np = self.series.values[origins[:, None] + np.arange(horizon)[None, :], pair_idx[:, None]]
         actual = torch.from_numpy(actual_np.astype(np.float32)).to(self.device)
