@@ -15,7 +15,14 @@ from netscaffold.errors import CheckpointError, ConfigError, TrafficError, Valid
 from netscaffold.model.traffic import TrafficMatrixSeries
 from netscaffold.predict import PairSeries, load_checkpoint, make_forecaster
 from netscaffold.predict.lstm import LstmForecaster
-from netscaffold.predict.lstm_features import CONTEXT_NAMES, FeatureSpec, NetworkContext, Scaler, sample_grid
+from netscaffold.predict.lstm_features import (
+    CONTEXT_NAMES,
+    FeatureSpec,
+    NetworkContext,
+    Scaler,
+    node_columns,
+    sample_grid,
+)
 
 TINY = {
     "window": 6, "hidden": 8, "epochs": 1, "windows_per_epoch": 256, "batch_size": 64, "device": "cpu",
@@ -37,7 +44,10 @@ def test_network_context_values_on_a_hand_made_matrix() -> None:
     series = PairSeries.from_tm(TrafficMatrixSeries(tm, NODES, 300.0, "Mbit/s"))
     assert series.pairs == (("a", "b"), ("a", "c"), ("b", "a"), ("b", "c"), ("c", "a"), ("c", "b"))
     context = NetworkContext.fit(series, 2)
-    totals = NetworkContext.totals(series.values, context.src, context.dst, 3)
+    columns = node_columns(context.src, 3), node_columns(context.dst, 3)
+    assert [list(c) for c in columns[0]] == [[0, 1], [2, 3], [4, 5]]  # the pairs leaving a, b, c
+    assert [list(c) for c in columns[1]] == [[2, 4], [0, 5], [1, 3]]  # the pairs entering a, b, c
+    totals = NetworkContext.totals(series.values, *columns)
     # out a, b, c | in a, b, c | total
     expected = np.array([[3, 7, 11, 8, 7, 6, 21], [10, 20, 30, 30, 10, 20, 60]], dtype=np.float64)
     np.testing.assert_array_equal(totals, expected)
@@ -237,3 +247,18 @@ def test_context_checkpoints_old_and_broken() -> None:
     bigger = TrafficMatrixSeries(np.ones((40, 4, 4)), ("a", "b", "c", "d"), 600.0, "Mbit/s")
     with pytest.raises(TrafficError, match="another node set"):
         model.predict_at(PairSeries.from_tm(bigger), np.array([30]), 3)
+
+
+def test_node_totals_equal_the_sums_of_each_nodes_pairs_bit_for_bit() -> None:
+    rng = np.random.default_rng(1)
+    n = 9
+    pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
+    order = rng.permutation(len(pairs))  # pairs in no particular order
+    src = np.array([pairs[i][0] for i in order])
+    dst = np.array([pairs[i][1] for i in order])
+    values = rng.lognormal(0.0, 2.0, (50, len(pairs)))
+    totals = NetworkContext.totals(values, node_columns(src, n), node_columns(dst, n))
+    for node in range(n):
+        assert np.array_equal(totals[:, node], values[:, src == node].sum(axis=1))
+        assert np.array_equal(totals[:, n + node], values[:, dst == node].sum(axis=1))
+    assert np.array_equal(totals[:, -1], values.sum(axis=1))

@@ -10,6 +10,7 @@ whole matrix, level-invariant the same way) and any exogenous telemetry features
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from netscaffold.errors import TrafficError, ValidationError
-from netscaffold.predict.series import PairSeries
+from netscaffold.predict.series import Pair, PairSeries
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -76,12 +77,29 @@ its destination node's incoming total and the whole matrix's total."""
 def pair_ends(series: PairSeries) -> tuple[IntArray, IntArray] | None:
     """Per pair, the indices of its source and destination in ``series.nodes``; None when some end is not
     a node of the series (no matrix structure to aggregate over)."""
-    index = {name: i for i, name in enumerate(series.nodes)}
-    if not series.pairs or any(a not in index or b not in index for a, b in series.pairs):
+    return _pair_ends(series.pairs, series.nodes)
+
+
+@functools.lru_cache(maxsize=8)
+def _pair_ends(pairs: tuple[Pair, ...], nodes: tuple[str, ...]) -> tuple[IntArray, IntArray] | None:
+    """:func:`pair_ends` by the series' pairs and nodes (every forecast of a model asks again: 10,000 pairs
+    cost ~5 ms in Python)."""
+    index = {name: i for i, name in enumerate(nodes)}
+    if not pairs or any(a not in index or b not in index for a, b in pairs):
         return None
-    src = np.array([index[a] for a, _ in series.pairs], dtype=np.int64)
-    dst = np.array([index[b] for _, b in series.pairs], dtype=np.int64)
+    src = np.array([index[a] for a, _ in pairs], dtype=np.int64)
+    dst = np.array([index[b] for _, b in pairs], dtype=np.int64)
+    src.flags.writeable = False  # shared by every caller (cached)
+    dst.flags.writeable = False
     return src, dst
+
+
+def node_columns(ends: IntArray, n_nodes: int) -> list[IntArray]:
+    """Per node, the columns (pairs) whose end is that node, in increasing order: what ``ends == node``
+    selects, found once instead of one comparison of every pair per node and call."""
+    order = np.argsort(ends, kind="stable")
+    bounds = np.searchsorted(ends[order], np.arange(n_nodes + 1))
+    return [order[bounds[node] : bounds[node + 1]] for node in range(n_nodes)]
 
 
 @dataclass(frozen=True)
@@ -98,16 +116,23 @@ class NetworkContext:
     sd: FloatArray
 
     @staticmethod
-    def totals(values: FloatArray, src: IntArray, dst: IntArray, n_nodes: int) -> FloatArray:
-        """``[T, 2N + 1]``: each node's outgoing and incoming total and the network total per step. Row
+    def totals(values: FloatArray, out_columns: list[IntArray], in_columns: list[IntArray]) -> FloatArray:
+        """``[T, 2N + 1]``: each node's outgoing and incoming total and the network total per step
+        (``out_columns`` / ``in_columns``: :func:`node_columns` of the pairs' sources / destinations). Row
         by row (a step's totals do not depend on which other steps are in ``values``)."""
         values = np.asarray(values, dtype=np.float64)
+        n_nodes = len(out_columns)
         out = np.zeros((values.shape[0], 2 * n_nodes + 1))
-        for node in range(n_nodes):
-            out[:, node] = values[:, src == node].sum(axis=1)
-            out[:, n_nodes + node] = values[:, dst == node].sum(axis=1)
+        for node, (leaving, entering) in enumerate(zip(out_columns, in_columns, strict=True)):
+            out[:, node] = values[:, leaving].sum(axis=1)
+            out[:, n_nodes + node] = values[:, entering].sum(axis=1)
         out[:, -1] = values.sum(axis=1)
         return out
+
+    @functools.cached_property
+    def _columns(self) -> tuple[list[IntArray], list[IntArray]]:
+        n_nodes = (self.mu.size - 1) // 2
+        return node_columns(self.src, n_nodes), node_columns(self.dst, n_nodes)
 
     @classmethod
     def fit(cls, series: PairSeries, split: int) -> NetworkContext:
@@ -116,7 +141,9 @@ class NetworkContext:
             raise ValidationError(
                 "network context needs pairs whose ends are nodes of the series", field="network_context"
             )
-        logged = np.log1p(cls.totals(series.values[:split], *ends, len(series.nodes)))
+        n_nodes = len(series.nodes)
+        columns = node_columns(ends[0], n_nodes), node_columns(ends[1], n_nodes)
+        logged = np.log1p(cls.totals(series.values[:split], *columns))
         return cls(ends[0], ends[1], logged.mean(axis=0), np.maximum(logged.std(axis=0), SD_FLOOR))
 
     def build(self, series: PairSeries) -> F32Array:
@@ -130,7 +157,7 @@ class NetworkContext:
                 f"has {len(series.nodes)} nodes and {series.n_pairs} pairs",
                 field="tm",
             )
-        logged = np.log1p(self.totals(series.values, self.src, self.dst, n_nodes))
+        logged = np.log1p(self.totals(series.values, *self._columns))
         logged -= self.mu
         logged /= self.sd
         std = logged.astype(np.float32)
