@@ -126,10 +126,12 @@ def speed(epochs: int, lstm_only: bool = False) -> dict[str, Any]:
     infer_s = best_of(lambda: lstm.predict_at(series, end, HORIZON), 7)
     infer_cpu_s = cpu_of(lambda: lstm.predict_at(series, end, HORIZON), 7)
     by_threads, split = {}, {}
-    for threads in (1, 2):  # inference only; the trained weights are the same
-        lstm.hyper["threads"] = threads
+    default_workers = lstm.inference_workers
+    for threads in (1, 2):  # inference workers: the same forecasts
+        lstm.hyper["infer_threads"] = threads
         by_threads[str(threads)] = round(best_of(lambda: lstm.predict_at(series, end, HORIZON), 7) * 1e3, 2)
         split[str(threads)] = infer_split(lstm, series, threads)
+    lstm.hyper["infer_threads"] = -1
     log = lstm.history_log
     windows_per_s = sum(r["windows"] for r in log) / sum(r["train_s"] for r in log)
     out: dict[str, Any] = {
@@ -145,9 +147,9 @@ def speed(epochs: int, lstm_only: bool = False) -> dict[str, Any]:
         "window": lstm.min_context,
         "hidden": lstm.hyper["hidden"],
         "threads": default_threads,
+        "infer_threads": default_workers,
         "baselines": {},
     }
-    lstm.hyper["threads"] = default_threads
     if lstm_only:
         return out
     series = synthetic(PAIRS, 700)  # seasonal naive needs one full day (288 steps) before validation

@@ -3,6 +3,7 @@ rounding for the LSTM), survives a killed shard, and refuses bad input with our 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,9 @@ from netscaffold.distributed.inference import (
 )
 from netscaffold.distributed.sharding import HashRing, PairShards
 from netscaffold.errors import TrafficError, ValidationError
+from netscaffold.model.traffic import TrafficMatrixSeries
 from netscaffold.predict.base import Forecaster
+from netscaffold.predict.lstm import LstmForecaster
 from netscaffold.predict.registry import MODEL_NAMES, make_forecaster
 from netscaffold.predict.series import PairSeries
 
@@ -67,6 +70,39 @@ def test_restricted_models_give_their_columns_of_the_full_forecast(name: str) ->
             quantiles, activity = worker.predict_at(series, origins, HORIZON)
             np.testing.assert_array_equal(quantiles, full.quantiles[:, :, columns])
             np.testing.assert_array_equal(activity, full.activity[:, :, columns])
+
+
+def matrix_series(steps: int = 240, n_nodes: int = 5, seed: int = 0) -> PairSeries:
+    """A traffic matrix whose pairs never go idle: the LSTM reads its network context (node totals)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)
+    tm = rng.uniform(1.0, 50.0, (n_nodes, n_nodes))[None] * (1 + 0.3 * np.sin(t / 12.0))[:, None, None]
+    tm = tm * rng.lognormal(0.0, 0.1, (steps, n_nodes, n_nodes))
+    nodes = tuple(f"n{i}" for i in range(n_nodes))
+    return PairSeries.from_tm(TrafficMatrixSeries(tm, nodes, 60.0, "Mbit/s"))
+
+
+def test_shards_of_an_lstm_with_network_context_give_the_full_forecast() -> None:
+    """A shard holds only some pairs of the matrix, so it gets the nodes' totals over all of them: its
+    own columns do not add up to them."""
+    series = matrix_series()
+    model = fitted("lstm", series)
+    assert isinstance(model, LstmForecaster)
+    assert model.spec.network_context  # the input this test is about
+    origins = np.arange(200, series.steps - HORIZON + 1)
+    full = model.predict_at(series, origins, HORIZON)
+    for columns in PairShards.split(series.pairs, HashRing.of(3)).columns:
+        worker = ShardWorker(columns, restrict(model, columns, threads=1))
+        quantiles, activity = worker.predict_at(series, origins, HORIZON)
+        np.testing.assert_allclose(quantiles, full.quantiles[:, :, columns], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(activity, full.activity[:, :, columns], rtol=1e-5, atol=1e-6)
+    part = series_columns(series, np.array([0, 3]))
+    assert part.node_totals is not None
+    assert part.node_totals.shape == (series.steps, 2 * 5 + 1)
+    assert part.slice(10, 20).node_totals is not None
+    np.testing.assert_array_equal(part.slice(10, 20).node_totals, part.node_totals[10:20])
+    with pytest.raises(TrafficError, match="node_totals must be"):
+        dataclasses.replace(part, node_totals=part.node_totals[:, :3])
 
 
 def test_restrict_refuses_unfitted_models_and_bad_columns() -> None:

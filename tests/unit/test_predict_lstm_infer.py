@@ -3,6 +3,8 @@ depend on how much history precedes the windows or on how origins are chunked.""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -148,7 +150,7 @@ def test_predict_at_packed_path_equals_the_nn_lstm_path(
     threads: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     series = series_with_idle_pairs()
-    options = {**TINY, "seasonal_lag": 20, "layers": 2, "threads": threads}
+    options = {**TINY, "seasonal_lag": 20, "layers": 2, "threads": threads, "infer_threads": threads}
     model = make_forecaster("lstm", horizon=3, **options).fit(series.slice(0, 150))
     assert isinstance(model, LstmForecaster)
     assert model.spec.activity_flag
@@ -171,6 +173,28 @@ def test_predict_at_packed_path_equals_the_nn_lstm_path(
     np.testing.assert_allclose(fast.quantiles, straight[0], rtol=PACKED_RTOL, atol=PACKED_ATOL)
     np.testing.assert_allclose(fast.activity, straight[1], rtol=PACKED_RTOL, atol=PACKED_ATOL)
     assert calls == [4] * (origins.size * series.n_pairs // 4)  # the packed path ran, in chunks of 4
+
+
+def test_inference_workers_change_no_forecast(monkeypatch: pytest.MonkeyPatch) -> None:
+    series = series_with_idle_pairs()
+    model = make_forecaster("lstm", horizon=3, **TINY).fit(series.slice(0, 150))
+    assert isinstance(model, LstmForecaster)
+    monkeypatch.setattr(lstm_module, "INFER_PAIR_CHUNK", 4)  # several chunks for the workers to share
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert model.inference_workers == lstm_module.MAX_INFER_THREADS  # auto: one per core, at most 4
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert model.inference_workers == 1
+    origins = np.arange(150, 198)
+    forecasts = []
+    for workers in (1, 2, 3):
+        model.hyper["infer_threads"] = workers
+        assert model.inference_workers == workers
+        forecasts.append(model.predict_at(series, origins, 3))
+    for other in forecasts[1:]:  # the same bytes, whatever the number of workers
+        assert np.array_equal(other.quantiles, forecasts[0].quantiles)
+        assert np.array_equal(other.activity, forecasts[0].activity)
+    with pytest.raises(ConfigError, match="infer_threads must be >= 1 or -1"):
+        make_forecaster("lstm", horizon=3, **{**TINY, "infer_threads": 0})
 
 
 def test_packed_path_keeps_the_bad_input_errors() -> None:

@@ -32,6 +32,7 @@ from netscaffold.distributed.sharding import HashRing, PairShards
 from netscaffold.errors import ConfigError, NetscaffoldError, TrafficError, ValidationError
 from netscaffold.predict.base import Forecast, Forecaster, check_horizon
 from netscaffold.predict.checkpoint import constructor_args
+from netscaffold.predict.lstm_features import matrix_totals
 from netscaffold.predict.registry import make_forecaster
 from netscaffold.predict.series import PairSeries
 
@@ -52,9 +53,14 @@ PER_PAIR_AXIS: dict[str, int] = {
 """The fitted arrays that carry one entry per pair, and on which axis. Every other array is shared."""
 
 
-def series_columns(series: PairSeries, columns: IntArray) -> PairSeries:
-    """``series`` reduced to the pairs at ``columns`` (same steps, time of day, segments)."""
+def series_columns(series: PairSeries, columns: IntArray, *, node_totals: bool = True) -> PairSeries:
+    """``series`` reduced to the pairs at ``columns`` (same steps, time of day, segments), with
+    ``node_totals`` carrying the nodes' totals over all of its pairs where they are pairs between its
+    nodes (the LSTM's network context reads them: a shard's own columns do not add up to them)."""
     exog = None if series.exog is None else np.ascontiguousarray(series.exog[:, columns])
+    totals = series.node_totals
+    if totals is None and node_totals:
+        totals = matrix_totals(series)
     return PairSeries(
         values=np.ascontiguousarray(series.values[:, columns]),
         pairs=tuple(series.pairs[int(i)] for i in columns),
@@ -66,7 +72,14 @@ def series_columns(series: PairSeries, columns: IntArray) -> PairSeries:
         bps_factor=series.bps_factor,
         exog=exog,
         exog_names=series.exog_names,
+        node_totals=totals,
     )
+
+
+def _reads_node_totals(model: Forecaster) -> bool:
+    """Whether ``model`` reads the matrix's node totals (an LSTM with the network context input)."""
+    spec = getattr(model, "spec", None)
+    return bool(getattr(spec, "network_context", False))
 
 
 def assemble_columns(
@@ -91,7 +104,7 @@ def assemble_columns(
 def restrict(model: Forecaster, columns: IntArray, *, threads: int | None = None) -> Forecaster:
     """A fitted copy of ``model`` that knows only the pairs at ``columns`` (through the same
     ``config()`` / ``arrays()`` / ``restore()`` path as a checkpoint). ``threads`` overrides the LSTM's
-    torch thread count (one per shard actor)."""
+    torch thread count and its inference workers (one per shard actor)."""
     if not model.fitted:
         raise ValidationError("cannot shard a forecaster that was not fitted", element=model.name)
     cols = np.asarray(columns, dtype=np.int64)
@@ -104,7 +117,7 @@ def restrict(model: Forecaster, columns: IntArray, *, threads: int | None = None
     }
     hyper = config.get("hyper")
     if threads is not None and isinstance(hyper, dict) and "threads" in hyper:
-        config = {**config, "hyper": {**hyper, "threads": threads}}
+        config = {**config, "hyper": {**hyper, "threads": threads, "infer_threads": threads}}
     part = make_forecaster(model.name, **constructor_args(config))
     part.pairs = tuple(model.pairs[int(i)] for i in cols)
     part.nodes, part.fingerprint = model.nodes, model.fingerprint
@@ -139,7 +152,8 @@ class ShardWorker:
         """``(quantiles[O, H, p, Q], activity[O, H, p])`` for this shard's ``p`` pairs."""
         if self.model is None:
             raise ValidationError("the shard has no model: fit it first", element="shard")
-        forecast = self.model.predict_at(series_columns(series, self.columns), origins, horizon)
+        part = series_columns(series, self.columns, node_totals=_reads_node_totals(self.model))
+        forecast = self.model.predict_at(part, origins, horizon)
         return forecast.quantiles, forecast.activity
 
     def ping(self) -> int:

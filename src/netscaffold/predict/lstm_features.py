@@ -102,6 +102,18 @@ def node_columns(ends: IntArray, n_nodes: int) -> list[IntArray]:
     return [order[bounds[node] : bounds[node + 1]] for node in range(n_nodes)]
 
 
+def matrix_totals(series: PairSeries) -> FloatArray | None:
+    """``[T, 2N + 1]``: :meth:`NetworkContext.totals` of the series' own columns (None when its pairs are
+    not between its nodes)."""
+    ends = pair_ends(series)
+    if ends is None:
+        return None
+    n_nodes = len(series.nodes)
+    return NetworkContext.totals(
+        series.values, node_columns(ends[0], n_nodes), node_columns(ends[1], n_nodes)
+    )
+
+
 @dataclass(frozen=True)
 class NetworkContext:
     """The network context inputs: per step, every node's outgoing and incoming total and the network
@@ -141,14 +153,15 @@ class NetworkContext:
             raise ValidationError(
                 "network context needs pairs whose ends are nodes of the series", field="network_context"
             )
-        n_nodes = len(series.nodes)
-        columns = node_columns(ends[0], n_nodes), node_columns(ends[1], n_nodes)
-        logged = np.log1p(cls.totals(series.values[:split], *columns))
+        totals = series.node_totals if series.node_totals is not None else matrix_totals(series)
+        assert totals is not None  # the pairs are between the series' nodes (checked above)
+        logged = np.log1p(totals[:split])
         return cls(ends[0], ends[1], logged.mean(axis=0), np.maximum(logged.std(axis=0), SD_FLOOR))
 
     def build(self, series: PairSeries) -> F32Array:
         """``[T, P, 3]`` float32: per step and pair, the standardised log totals of its source's outgoing
-        traffic, its destination's incoming traffic and the network."""
+        traffic, its destination's incoming traffic and the network (the series' ``node_totals`` where it
+        carries them, else the sums of its columns)."""
         n_nodes = (self.mu.size - 1) // 2
         ends = pair_ends(series)
         if ends is None or len(series.nodes) != n_nodes or ends[0].shape != self.src.shape:
@@ -157,7 +170,8 @@ class NetworkContext:
                 f"has {len(series.nodes)} nodes and {series.n_pairs} pairs",
                 field="tm",
             )
-        logged = np.log1p(self.totals(series.values, *self._columns))
+        totals = series.node_totals  # a shard's: its own columns are only part of the matrix
+        logged = np.log1p(self.totals(series.values, *self._columns) if totals is None else totals)
         logged -= self.mu
         logged /= self.sd
         std = logged.astype(np.float32)

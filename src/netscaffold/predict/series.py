@@ -39,6 +39,11 @@ class PairSeries:
     groups: tuple[str, ...] = field(default=())
     """Per pair, the group it belongs to (pairs of one group are exchangeable: the replicas of one caller
     and one callee application); empty when unknown. The LSTM's activity calibration pools over it."""
+    node_totals: FloatArray | None = None
+    """``[T, 2N + 1]``: each node's outgoing and incoming total and the network total per step, over every
+    pair of the matrix, carried by a series that holds only some of its pairs (a shard of sharded
+    inference: its own columns no longer add up to the nodes' totals); None: the series' own columns are
+    the whole matrix (the LSTM's network context sums them)."""
 
     def __post_init__(self) -> None:
         steps, n_pairs = self.values.shape
@@ -52,6 +57,12 @@ class PairSeries:
             raise TrafficError("one exog name per feature", field="exog_names")
         if self.groups and len(self.groups) != n_pairs:
             raise TrafficError(f"{len(self.groups)} groups for {n_pairs} pairs", field="groups")
+        if self.node_totals is not None and self.node_totals.shape != (steps, 2 * len(self.nodes) + 1):
+            raise TrafficError(
+                f"node_totals must be [T, 2 x nodes + 1] = [{steps}, {2 * len(self.nodes) + 1}], got "
+                f"{list(self.node_totals.shape)}",
+                field="node_totals",
+            )
 
     @classmethod
     def from_tm(cls, series: TrafficMatrixSeries) -> PairSeries:
@@ -94,6 +105,7 @@ class PairSeries:
             exog,
             self.exog_names,
             self.groups,
+            None if self.node_totals is None else self.node_totals[start:stop],
         )
 
     def first_segment(self) -> PairSeries:
