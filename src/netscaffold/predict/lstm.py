@@ -21,7 +21,7 @@ import numpy.typing as npt
 from netscaffold.errors import CheckpointError, ConfigError, TrafficError, ValidationError
 from netscaffold.predict.base import Forecast, Forecaster
 from netscaffold.predict.calibration import ActivityModel
-from netscaffold.predict.lstm_features import FeatureSpec, NetworkContext, Scaler, pair_ends
+from netscaffold.predict.lstm_features import FeatureSpec, NetworkContext, Scaler, ends_in, pair_ends
 from netscaffold.predict.series import DAY_S, PairSeries
 
 if TYPE_CHECKING:
@@ -573,8 +573,8 @@ class LstmForecaster(Forecaster):
         mu, sd = arrays.get("context.mu"), arrays.get("context.sd")
         if mu is None or sd is None:
             raise CheckpointError("the network context's scaling is missing", element="lstm")
-        index = {name: i for i, name in enumerate(self.nodes)}
-        if any(a not in index or b not in index for a, b in self.pairs):
+        ends = ends_in(self.pairs, tuple(self.nodes))
+        if ends is None:
             raise CheckpointError(
                 "the network context needs pairs between the checkpoint's nodes", element="lstm"
             )
@@ -585,9 +585,7 @@ class LstmForecaster(Forecaster):
                 "nodes (or is not finite and positive)",
                 element="lstm",
             )
-        src = np.array([index[a] for a, _ in self.pairs], dtype=np.int64)
-        dst = np.array([index[b] for _, b in self.pairs], dtype=np.int64)
-        return NetworkContext(src, dst, np.asarray(mu, np.float64), np.asarray(sd, np.float64))
+        return NetworkContext(*ends, np.asarray(mu, np.float64), np.asarray(sd, np.float64))
 
     def _restore_activity_mix(self, config: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
         """The counts, their weights and their group prior; checkpoints from before the mix have none

@@ -77,13 +77,13 @@ its destination node's incoming total and the whole matrix's total."""
 def pair_ends(series: PairSeries) -> tuple[IntArray, IntArray] | None:
     """Per pair, the indices of its source and destination in ``series.nodes``; None when some end is not
     a node of the series (no matrix structure to aggregate over)."""
-    return _pair_ends(series.pairs, series.nodes)
+    return ends_in(series.pairs, series.nodes)
 
 
 @functools.lru_cache(maxsize=8)
-def _pair_ends(pairs: tuple[Pair, ...], nodes: tuple[str, ...]) -> tuple[IntArray, IntArray] | None:
-    """:func:`pair_ends` by the series' pairs and nodes (every forecast of a model asks again: 10,000 pairs
-    cost ~5 ms in Python)."""
+def ends_in(pairs: tuple[Pair, ...], nodes: tuple[str, ...]) -> tuple[IntArray, IntArray] | None:
+    """:func:`pair_ends` by pairs and nodes (every forecast of a model asks again: 10,000 pairs cost ~5 ms
+    in Python; a checkpoint's pairs and nodes ask it too)."""
     index = {name: i for i, name in enumerate(nodes)}
     if not pairs or any(a not in index or b not in index for a, b in pairs):
         return None
