@@ -8,7 +8,9 @@ figures behind docs/forecasting.md (Abilene over seeds, the telemetry-features a
     .venv/bin/python benchmarks/bench_forecast.py --ablation DIR [--json]   # microservices telemetry dir
         [--train-fraction 0.5] [--lstm-options '{"activity_weight": 1.0}']
 
-Speed prints ``{"infer_ms_10k_pairs": .., "train_windows_per_s": .., "window": .., "baselines": {..}}``,
+Speed prints ``{"infer_ms_10k_pairs": .., "infer_ms_10k_pairs_matrix": .., "train_windows_per_s": ..,
+"window": .., "baselines": {..}}``: the first on 10,000 unrelated pairs, the second on a 101-node traffic
+matrix (10,100 pairs), where the LSTM also reads the network context and the seasonal hints,
 with the packed LSTM path that ``predict_at`` runs beside the straightforward ``nn.LSTM`` one measured in
 the same process (``infer_ms_10k_pairs_nn_lstm``), by thread count, and split into feature preparation,
 LSTM and head. ``--speed-only`` skips the baselines (a shorter run on the shared machine).
@@ -34,17 +36,56 @@ from netscaffold.predict.registry import BASELINE_NAMES
 PAIRS, HORIZON = 10_000, 10
 
 
-def synthetic(pairs: int, steps: int, seed: int = 0) -> PairSeries:
+MATRIX_NODES, MATRIX_STEPS = 101, 900
+"""The traffic-matrix case: 101 nodes (10,100 pairs), 5-min steps. The LSTM there reads the network
+context (node and network totals, on by itself for a matrix) and, as on a matrix with eight days of
+training or more (Abilene), the seasonal hints averaged over two days (set here: a shorter series keeps
+the fit short)."""
+
+
+def synthetic(pairs: int, steps: int, seed: int = 0, *, nodes: int = 0) -> PairSeries:
+    """Diurnal lognormal series of ``pairs`` unrelated pairs, or with ``nodes`` of every ordered pair of
+    that many nodes (a traffic matrix)."""
+    names = tuple((f"s{i}", f"d{i}") for i in range(pairs))
+    node_names = tuple(f"n{i}" for i in range(nodes))
+    if nodes:
+        names = tuple((a, b) for a in node_names for b in node_names if a != b)
     rng = np.random.default_rng(seed)
     t = np.arange(steps)
-    level = rng.lognormal(1.0, 1.5, pairs)
+    level = rng.lognormal(1.0, 1.5, len(names))
     values = level[None, :] * (1.0 + 0.4 * np.sin(2 * np.pi * t / 288))[:, None]
-    values = values * rng.lognormal(0.0, 0.1, (steps, pairs))
-    names = tuple((f"s{i}", f"d{i}") for i in range(pairs))
+    values = values * rng.lognormal(0.0, 0.1, (steps, len(names)))
     return PairSeries(
-        values, names, (), 300.0, "Mbit/s", np.mod(t * 300.0, 86_400.0) / 86_400.0,
+        values, names, node_names, 300.0, "Mbit/s", np.mod(t * 300.0, 86_400.0) / 86_400.0,
         np.zeros(steps, dtype=np.int64), 1e6,
     )  # fmt: skip
+
+
+def matrix_speed() -> dict[str, Any]:
+    """``predict_at`` for every pair of a 101-node matrix (10,100 pairs) at its last step, horizon 10, with
+    the LSTM's inputs there (network context, two-day seasonal hints), by inference workers."""
+    series = synthetic(0, MATRIX_STEPS, nodes=MATRIX_NODES)
+    lstm = make_forecaster(
+        "lstm", horizon=HORIZON, epochs=1, windows_per_epoch=16_384, device="cpu", seasonal_lag=288,
+        seasonal_days=2,
+    )  # fmt: skip
+    assert isinstance(lstm, LstmForecaster)
+    lstm.fit(series)
+    end = np.array([series.steps])
+    out: dict[str, Any] = {
+        "pairs": series.n_pairs,
+        "network_context": bool(lstm.spec.network_context),
+        "seasonal_lag": lstm.spec.seasonal_lag,
+        "seasonal_days": lstm.spec.seasonal_days,
+        "input_steps": lstm.min_context,
+        "infer_ms": round(best_of(lambda: lstm.predict_at(series, end, HORIZON), 7) * 1e3, 2),
+        "infer_ms_by_threads": {},
+    }
+    for threads in (1, 2):
+        lstm.hyper["infer_threads"] = threads
+        ms = best_of(lambda: lstm.predict_at(series, end, HORIZON), 7) * 1e3
+        out["infer_ms_by_threads"][str(threads)] = round(ms, 2)
+    return out
 
 
 def best_of(fn: Any, repeats: int, clock: Any = time.perf_counter) -> float:
@@ -132,6 +173,7 @@ def speed(epochs: int, lstm_only: bool = False) -> dict[str, Any]:
         by_threads[str(threads)] = round(best_of(lambda: lstm.predict_at(series, end, HORIZON), 7) * 1e3, 2)
         split[str(threads)] = infer_split(lstm, series, threads)
     lstm.hyper["infer_threads"] = -1
+    matrix = matrix_speed()
     log = lstm.history_log
     windows_per_s = sum(r["windows"] for r in log) / sum(r["train_s"] for r in log)
     out: dict[str, Any] = {
@@ -142,6 +184,8 @@ def speed(epochs: int, lstm_only: bool = False) -> dict[str, Any]:
         "infer_ms_10k_pairs_nn_lstm": round(reference_s * 1e3, 2),
         "infer_speedup_vs_nn_lstm": round(reference_s / infer_s, 2),
         "infer_split_ms_by_threads": split,
+        "infer_ms_10k_pairs_matrix": matrix["infer_ms"],
+        "matrix": matrix,
         "infer_pair_chunk": lstm_module.INFER_PAIR_CHUNK,
         "train_windows_per_s": round(windows_per_s),
         "window": lstm.min_context,

@@ -59,17 +59,20 @@ def assert_same(a: Any, b: Any, *, rounding: bool = False) -> None:
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_restricted_models_give_their_columns_of_the_full_forecast(name: str) -> None:
-    """No Ray: the identity that sharding rests on, for every model, with 1 and 2 torch threads."""
+    """No Ray: the identity that sharding rests on, for every model, with 1 and 2 torch threads (the
+    LSTM's to float rounding: a shard's chunks hold fewer sequences, and on some CPUs (Intel Xeon with
+    AVX-512 here) the BLAS then picks another kernel, which rounds a last bit differently)."""
     series = synthetic()
     model = fitted(name, series)
     origins = np.arange(200, series.steps - HORIZON + 1)
     full = model.predict_at(series, origins, HORIZON)
+    rtol, atol = (1e-5, 1e-6) if name == "lstm" else (0.0, 0.0)  # 0, 0: equal bit for bit
     for columns in PairShards.split(series.pairs, HashRing.of(3)).columns:
         for threads in (1, 2):
             worker = ShardWorker(columns, restrict(model, columns, threads=threads))
             quantiles, activity = worker.predict_at(series, origins, HORIZON)
-            np.testing.assert_array_equal(quantiles, full.quantiles[:, :, columns])
-            np.testing.assert_array_equal(activity, full.activity[:, :, columns])
+            np.testing.assert_allclose(quantiles, full.quantiles[:, :, columns], rtol=rtol, atol=atol)
+            np.testing.assert_allclose(activity, full.activity[:, :, columns], rtol=rtol, atol=atol)
 
 
 def matrix_series(steps: int = 240, n_nodes: int = 5, seed: int = 0) -> PairSeries:

@@ -262,3 +262,50 @@ def test_node_totals_equal_the_sums_of_each_nodes_pairs_bit_for_bit() -> None:
         assert np.array_equal(totals[:, node], values[:, src == node].sum(axis=1))
         assert np.array_equal(totals[:, n + node], values[:, dst == node].sum(axis=1))
     assert np.array_equal(totals[:, -1], values.sum(axis=1))
+
+
+def test_context_table_indexes_like_the_dense_array_and_sums_only_what_is_read() -> None:
+    series = matrix_series()
+    fitted = NetworkContext.fit(series, 100)
+    dense = np.asarray(fitted.build(series))
+    assert dense.shape == (series.steps, series.n_pairs, 3)
+    table = fitted.build(series)
+    steps = np.array([[3, 4, 5], [40, 41, 42]])
+    pair_idx = np.array([5, 1])
+    keys: list[Any] = [
+        steps,
+        (steps, pair_idx[:, None]),
+        (slice(10, 14), 2),
+        7,
+        (np.array([9, 9, 0]), slice(None)),
+    ]
+    for key in keys:
+        np.testing.assert_array_equal(table[key], dense[key])
+    # a forecast's inputs: only the rows the builders read are standardised and summed; the others
+    # (NaN here) are never read, and the features equal those built from every row
+    spec = FeatureSpec(
+        window=6, horizon=3, seasonal_lag=20, seasonal_days=2, network_context=True, context_seasonal=True
+    )
+    scaler = Scaler.fit(series.values[:100])
+    origins = np.array([70, 71, 150], dtype=np.int64)
+    rows = spec.rows_read(origins)
+    # windows 64-69, 65-70, 144-149; one day back (lag 20) steps o-21..o-18, two days back o-41..o-38
+    expected = [
+        *range(29, 34),
+        *range(49, 54),
+        *range(64, 71),
+        *range(109, 113),
+        *range(129, 133),
+        *range(144, 150),
+    ]
+    assert rows.tolist() == expected
+    sparse = np.full((series.steps, series.n_pairs), np.nan, np.float32)
+    sparse[rows] = scaler.standardise(series.values[rows])
+    lazy = fitted.build(series, rows)
+    built = spec.build_all_pairs_time_major(series, sparse, scaler, origins, context=lazy)
+    everything = spec.build_all_pairs_time_major(
+        series, scaler.standardise(series.values), scaler, origins, context=fitted.build(series)
+    )
+    for a, b in zip(built, everything, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(lazy._done.sum()) == rows.size  # no other step was summed

@@ -131,8 +131,12 @@ class NetworkContext:
     def totals(values: FloatArray, out_columns: list[IntArray], in_columns: list[IntArray]) -> FloatArray:
         """``[T, 2N + 1]``: each node's outgoing and incoming total and the network total per step
         (``out_columns`` / ``in_columns``: :func:`node_columns` of the pairs' sources / destinations). Row
-        by row (a step's totals do not depend on which other steps are in ``values``)."""
+        by row: a step's totals do not depend on which other steps are in ``values``, bit for bit (numpy
+        sums the rows of a 2-D array alike whatever their count, but a single row by another path, which
+        may round differently from nine terms on: one step is summed as two copies of itself)."""
         values = np.asarray(values, dtype=np.float64)
+        if values.shape[0] == 1:
+            return NetworkContext.totals(np.repeat(values, 2, axis=0), out_columns, in_columns)[:1]
         n_nodes = len(out_columns)
         out = np.zeros((values.shape[0], 2 * n_nodes + 1))
         for node, (leaving, entering) in enumerate(zip(out_columns, in_columns, strict=True)):
@@ -158,10 +162,11 @@ class NetworkContext:
         logged = np.log1p(totals[:split])
         return cls(ends[0], ends[1], logged.mean(axis=0), np.maximum(logged.std(axis=0), SD_FLOOR))
 
-    def build(self, series: PairSeries) -> F32Array:
-        """``[T, P, 3]`` float32: per step and pair, the standardised log totals of its source's outgoing
-        traffic, its destination's incoming traffic and the network (the series' ``node_totals`` where it
-        carries them, else the sums of its columns)."""
+    def build(self, series: PairSeries, rows: IntArray | None = None) -> ContextTable:
+        """The context of ``series`` as a :class:`ContextTable` (``[T, P, 3]`` float32 on indexing): per
+        step and pair, the standardised log totals of its source's outgoing traffic, its destination's
+        incoming traffic and the network (the series' ``node_totals`` where it carries them, else the
+        sums of its columns); ``rows``: steps to sum at once (the ones the caller will read)."""
         n_nodes = (self.mu.size - 1) // 2
         ends = pair_ends(series)
         if ends is None or len(series.nodes) != n_nodes or ends[0].shape != self.src.shape:
@@ -170,16 +175,64 @@ class NetworkContext:
                 f"has {len(series.nodes)} nodes and {series.n_pairs} pairs",
                 field="tm",
             )
-        totals = series.node_totals  # a shard's: its own columns are only part of the matrix
-        logged = np.log1p(self.totals(series.values, *self._columns) if totals is None else totals)
+        table = ContextTable(self, series)
+        if rows is not None:
+            table.node_table(rows)
+        return table
+
+    def standardised_totals(self, totals: FloatArray) -> F32Array:
+        """``[T, 2N + 1]`` node and network totals -> their standardised logs, float32."""
+        logged = np.log1p(totals)
         logged -= self.mu
         logged /= self.sd
-        std = logged.astype(np.float32)
-        out = np.empty((series.steps, series.n_pairs, len(CONTEXT_NAMES)), np.float32)
-        out[..., 0] = std[:, self.src]
-        out[..., 1] = std[:, n_nodes + self.dst]
-        out[..., 2] = std[:, -1:]
-        return out
+        return logged.astype(np.float32)
+
+
+class ContextTable:
+    """:meth:`NetworkContext.build` of a series: indexed like a ``[T, P, 3]`` float32 array (by steps, or
+    by steps and pairs, with numpy's rules), but holding only the standardised node totals ``[T, 2N + 1]``
+    and computing them for the steps asked for, once each. The feature builders read a window and the
+    seasonal steps of each origin (about 40 of the 290 steps an inference slice holds with a one-day
+    hint), so the rest is never summed, and nothing of size ``T x P x 3`` is made. Each step's values
+    are those of the dense array bit for bit (a step's totals do not depend on the other steps)."""
+
+    def __init__(self, context: NetworkContext, series: PairSeries) -> None:
+        self.context, self.series = context, series
+        n_nodes = (context.mu.size - 1) // 2
+        self.shape = (series.steps, series.n_pairs, len(CONTEXT_NAMES))
+        self.dtype = np.dtype(np.float32)
+        self.columns = (context.src, n_nodes + context.dst, np.full(context.src.shape, 2 * n_nodes))
+        self._table = np.zeros((series.steps, context.mu.size), np.float32)
+        self._done = np.zeros(series.steps, dtype=bool)
+
+    def node_table(self, steps: Any = slice(None)) -> F32Array:
+        """The standardised node totals ``[T, 2N + 1]``, computed at least for ``steps`` (any index of
+        the steps axis; other rows may still be zero)."""
+        wanted = np.unique(np.arange(self.shape[0])[steps])
+        missing = wanted[~self._done[wanted]]
+        if missing.size:
+            given = self.series.node_totals  # a shard's: its own columns are only part of the matrix
+            if given is None:
+                totals = NetworkContext.totals(self.series.values[missing], *self.context._columns)
+            else:
+                totals = np.asarray(given[missing], dtype=np.float64)
+            self._table[missing] = self.context.standardised_totals(totals)
+            self._done[missing] = True
+        return self._table
+
+    def __getitem__(self, key: Any) -> F32Array:
+        steps, pairs = key if isinstance(key, tuple) else (key, slice(None))
+        table = self.node_table(steps)
+        if isinstance(pairs, slice) and pairs == slice(None):
+            rows = table[steps]
+            parts = [rows[..., column] for column in self.columns]
+        else:
+            parts = [table[steps, column[pairs]] for column in self.columns]
+        return np.stack(parts, axis=-1)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> F32Array:
+        dense = self[:]
+        return dense if dtype is None else dense.astype(dtype)
 
 
 @dataclass(frozen=True)
@@ -233,6 +286,14 @@ class FeatureSpec:
         seasonal = self.seasonal_lag * self.seasonal_days + 1 if self.seasonal_lag else 0
         return max(self.window, seasonal)
 
+    def rows_read(self, origins: IntArray) -> IntArray:
+        """The steps the builders read for ``origins``, sorted and unique: each origin's window and, with
+        the seasonal hint, the ``horizon + 1`` steps of each earlier period it compares."""
+        days = range(1, self.seasonal_days + 1) if self.seasonal_lag else range(0)
+        offsets = [np.arange(-self.window, 0)]
+        offsets += [np.arange(-1, self.horizon) - day * self.seasonal_lag for day in days]
+        return np.unique(np.asarray(origins)[:, None] + np.concatenate(offsets)[None, :])
+
     def sequence_names(self) -> tuple[str, ...]:
         flags = ("active",) if self.activity_flag else ()
         context = CONTEXT_NAMES if self.network_context else ()
@@ -255,7 +316,7 @@ class FeatureSpec:
     def _context_statics(self) -> bool:
         return self.network_context and self.context_seasonal and self.seasonal_lag > 0
 
-    def _require_context(self, context: F32Array | None, series: PairSeries) -> F32Array:
+    def _require_context(self, context: ContextTable | None, series: PairSeries) -> ContextTable:
         if context is None:
             raise ValidationError("the features need the series' network context", field="network_context")
         if context.shape[:2] != (series.steps, series.n_pairs):
@@ -267,7 +328,7 @@ class FeatureSpec:
         return context
 
     def _seasonal_change(
-        self, data: npt.NDArray[Any], origins: IntArray, pair_idx: IntArray | None = None
+        self, data: npt.NDArray[Any] | ContextTable, origins: IntArray, pair_idx: IntArray | None = None
     ) -> npt.NDArray[Any]:
         """The mean over ``d = 1..seasonal_days`` of ``data[o-d*lag+h] - data[o-d*lag-1]`` (rows of
         ``data`` are steps, columns pairs): ``[O, H, P, ...]``, or ``[B, H, ...]`` for one pair per origin
@@ -295,7 +356,7 @@ class FeatureSpec:
         origins: IntArray,
         pair_idx: IntArray,
         *,
-        context: F32Array | None = None,
+        context: ContextTable | None = None,
     ) -> tuple[F32Array, F32Array, F32Array]:
         """(sequence ``[B, W, F]``, static ``[B, S]``, last standardised value ``[B]``); ``context`` is
         :meth:`NetworkContext.build` of ``series`` when the spec has ``network_context``."""
@@ -331,7 +392,7 @@ class FeatureSpec:
         scaler: Scaler,
         origins: IntArray,
         *,
-        context: F32Array | None = None,
+        context: ContextTable | None = None,
     ) -> tuple[F32Array, F32Array, F32Array]:
         """:meth:`build` for every pair at each origin, origin-major (``[O x P, ...]``), gathered by whole
         rows (one window of steps serves every pair) instead of one index per sample."""
@@ -363,7 +424,7 @@ class FeatureSpec:
         scaler: Scaler,
         origins: IntArray,
         *,
-        context: F32Array | None = None,
+        context: ContextTable | None = None,
     ) -> tuple[F32Array, F32Array, F32Array]:
         """:meth:`build_all_pairs` with the sequence time-major (``[W, O x P, F]``, what
         :class:`~netscaffold.predict.lstm_net.PackedLstm` reads), written column by column into one
@@ -401,7 +462,7 @@ class FeatureSpec:
         scaled: F32Array,
         scaler: Scaler,
         origins: IntArray,
-        context: F32Array | None,
+        context: ContextTable | None,
     ) -> F32Array:
         """The static inputs ``[O x P, S]`` of every pair at each origin, origin-major."""
         n_orig, n_pairs = origins.size, scaled.shape[1]
