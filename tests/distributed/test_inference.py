@@ -106,6 +106,10 @@ def test_shards_of_an_lstm_with_network_context_give_the_full_forecast() -> None
     np.testing.assert_array_equal(part.slice(10, 20).node_totals, part.node_totals[10:20])
     with pytest.raises(TrafficError, match="node_totals must be"):
         dataclasses.replace(part, node_totals=part.node_totals[:, :3])
+    # pair groups (the activity model pools a group's pairs) follow their columns
+    grouped = dataclasses.replace(series, groups=tuple(f"g{i % 4}" for i in range(series.n_pairs)))
+    assert series_columns(grouped, np.array([5, 2, 7])).groups == ("g1", "g2", "g3")
+    assert series_columns(series, np.array([5, 2])).groups == ()
 
 
 def test_restrict_refuses_unfitted_models_and_bad_columns() -> None:

@@ -54,9 +54,10 @@ PER_PAIR_AXIS: dict[str, int] = {
 
 
 def series_columns(series: PairSeries, columns: IntArray, *, node_totals: bool = True) -> PairSeries:
-    """``series`` reduced to the pairs at ``columns`` (same steps, time of day, segments), with
-    ``node_totals`` carrying the nodes' totals over all of its pairs where they are pairs between its
-    nodes (the LSTM's network context reads them: a shard's own columns do not add up to them)."""
+    """``series`` reduced to the pairs at ``columns`` (same steps, time of day, segments; the columns'
+    exogenous features and groups), with ``node_totals`` carrying the nodes' totals over all of its
+    pairs where they are pairs between its nodes (the LSTM's network context reads them: a shard's own
+    columns do not add up to them)."""
     exog = None if series.exog is None else np.ascontiguousarray(series.exog[:, columns])
     totals = series.node_totals
     if totals is None and node_totals:
@@ -72,6 +73,7 @@ def series_columns(series: PairSeries, columns: IntArray, *, node_totals: bool =
         bps_factor=series.bps_factor,
         exog=exog,
         exog_names=series.exog_names,
+        groups=tuple(series.groups[int(i)] for i in columns) if series.groups else (),
         node_totals=totals,
     )
 
