@@ -146,7 +146,8 @@ class NetworkContext:
         return out
 
     @functools.cached_property
-    def _columns(self) -> tuple[list[IntArray], list[IntArray]]:
+    def pair_columns(self) -> tuple[list[IntArray], list[IntArray]]:
+        """Per node, the columns of the pairs leaving it and of those entering it (:func:`node_columns`)."""
         n_nodes = (self.mu.size - 1) // 2
         return node_columns(self.src, n_nodes), node_columns(self.dst, n_nodes)
 
@@ -213,7 +214,7 @@ class ContextTable:
         if missing.size:
             given = self.series.node_totals  # a shard's: its own columns are only part of the matrix
             if given is None:
-                totals = NetworkContext.totals(self.series.values[missing], *self.context._columns)
+                totals = NetworkContext.totals(self.series.values[missing], *self.context.pair_columns)
             else:
                 totals = np.asarray(given[missing], dtype=np.float64)
             self._table[missing] = self.context.standardised_totals(totals)
@@ -221,6 +222,8 @@ class ContextTable:
         return self._table
 
     def __getitem__(self, key: Any) -> F32Array:
+        if isinstance(key, tuple) and len(key) != 2:
+            raise IndexError(f"a network context is indexed by steps and pairs, got {len(key)} indices")
         steps, pairs = key if isinstance(key, tuple) else (key, slice(None))
         table = self.node_table(steps)
         if isinstance(pairs, slice) and pairs == slice(None):
