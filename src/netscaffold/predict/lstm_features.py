@@ -158,9 +158,10 @@ class NetworkContext:
             raise ValidationError(
                 "network context needs pairs whose ends are nodes of the series", field="network_context"
             )
-        totals = series.node_totals if series.node_totals is not None else matrix_totals(series)
+        training = series.slice(0, split)  # the scaling sees the training steps only (summed alone)
+        totals = training.node_totals if training.node_totals is not None else matrix_totals(training)
         assert totals is not None  # the pairs are between the series' nodes (checked above)
-        logged = np.log1p(totals[:split])
+        logged = np.log1p(totals)
         return cls(ends[0], ends[1], logged.mean(axis=0), np.maximum(logged.std(axis=0), SD_FLOOR))
 
     def build(self, series: PairSeries, rows: IntArray | None = None) -> ContextTable:
