@@ -439,6 +439,23 @@ def test_apply_verifies_and_reports_route_updates_as_before(backend: LinuxBacken
     assert backend.snapshot() == NetworkConfig()
 
 
+@pytest.mark.root
+def test_route_changes_nobody_drains_are_folded_to_each_routes_last_state(backend: LinuxBackend) -> None:
+    config = scaffold()
+    backend.apply(Plan.between(NetworkConfig(), config))
+    first = backend.drain_routing_info()  # one announcement per kernel route the config makes
+    backend.apply(Plan.between(config, NetworkConfig(), allow_confirmed_changes=True))
+    backend.route_fold_at = len(first)  # fold from the next apply on (the default is 200,000)
+    for _ in range(3):
+        backend.apply(Plan.between(NetworkConfig(), config))
+        backend.apply(Plan.between(config, NetworkConfig(), allow_confirmed_changes=True))
+    backend.apply(Plan.between(NetworkConfig(), config))
+    assert backend._pending_routes == len(first)  # 8 applies' worth without the fold
+    # each route once, as it is now: announced again (its last change), none withdrawn
+    assert sorted(backend.drain_routing_info(), key=repr) == sorted(first, key=repr)
+    assert backend.route_fold_at == 200_000  # draining resets the bound
+
+
 @given(
     routes=st.lists(
         st.tuples(

@@ -82,8 +82,12 @@ class LinuxBackend:
         self.last_phases_s: dict[str, float] = {}
         """Seconds of each phase of the last successful apply (read, decode, validate, render, diff,
         journal, write, read_back, verify, realized): where an apply's time goes."""
-        self._route_changes: list[tuple[float, list[KernelRoute], list[KernelRoute]]] = []
+        self._route_changes: list[RouteChanges] = []
         """Per apply that changed routes: (clock time, routes announced, routes withdrawn)."""
+        self._pending_routes = 0
+        """Routes in ``_route_changes`` (announced and withdrawn)."""
+        self.route_fold_at = MAX_PENDING_ROUTE_CHANGES
+        """When ``_pending_routes`` passes it, the pending changes are folded (:func:`fold_route_changes`)."""
         self._flows: ConntrackMonitor | None = None
         self._counters = LinkCounters(self.layout, self.sessions)
         self._owns_lab = create
@@ -257,6 +261,12 @@ class LinuxBackend:
         withdrawn = [obj for ident, obj in held.items() if ident not in after]
         if announced or withdrawn:
             self._route_changes.append((self.clock.now(), announced, withdrawn))
+            self._pending_routes += len(announced) + len(withdrawn)
+            if self._pending_routes > self.route_fold_at:
+                self._route_changes = fold_route_changes(self._route_changes)
+                self._pending_routes = sum(len(a) + len(w) for _, a, w in self._route_changes)
+                # distinct routes past the bound: fold again only once their count has doubled
+                self.route_fold_at = max(self.route_fold_at, 2 * self._pending_routes)
 
     def _route_updates(self) -> list[RoutingInfo]:
         """The noted route changes as updates, in apply order and, within an apply, by route ident."""
@@ -273,6 +283,8 @@ class LinuxBackend:
             updates.sort(key=_first)
             out.extend(update for _, update in updates)
         self._route_changes = []
+        self._pending_routes = 0
+        self.route_fold_at = MAX_PENDING_ROUTE_CHANGES
         return out
 
     # -- time --------------------------------------------------------------------------------------
@@ -403,6 +415,31 @@ def _changed(keys: Sequence[ItemKey], before: NetworkConfig, after: NetworkConfi
         if have is not want and (have is None or want is None or have != want):
             changed += 1
     return changed
+
+
+RouteChanges = tuple[float, list[KernelRoute], list[KernelRoute]]
+"""(clock time, routes announced, routes withdrawn) of one apply."""
+MAX_PENDING_ROUTE_CHANGES = 200_000
+"""Route changes held for :meth:`LinuxBackend.drain_routing_info`; past it they are folded (a backend that
+nobody drains would otherwise keep every apply's changes)."""
+
+
+def fold_route_changes(changes: list[RouteChanges]) -> list[RouteChanges]:
+    """``changes`` reduced to each route's last change, at the time of that change (a route announced and
+    changed reports its last announcement; announced, then withdrawn, its withdrawal), in time order:
+    what a route monitor's resync tells a reader that fell behind, and bounded by the routes touched, not
+    by the applies."""
+    last: dict[tuple[str, ...], tuple[int, float, KernelRoute, bool]] = {}
+    for order, (now, announced, withdrawn) in enumerate(changes):
+        for obj in announced:
+            last[obj.ident] = (order, now, obj, False)
+        for obj in withdrawn:
+            last[obj.ident] = (order, now, obj, True)
+    by_apply: dict[int, RouteChanges] = {}
+    for order, now, obj, gone in last.values():
+        _, announced, withdrawn = by_apply.setdefault(order, (now, [], []))
+        (withdrawn if gone else announced).append(obj)
+    return [by_apply[order] for order in sorted(by_apply)]
 
 
 def _first(pair: tuple[tuple[str, ...], RouteUpdate]) -> tuple[str, ...]:
