@@ -38,6 +38,9 @@ def test_laplace_counts_are_the_baselines_rule() -> None:
     prob = model.probability()  # [1, P, 2]
     idle = model.counts[0, :, 0]
     assert prob[0, :, 0] == pytest.approx((idle[:, 1] + 1.0) / (idle.sum(axis=1) + 2.0))
+    # the counts' sum as numpy's sum over the last axis gives it, bit for bit
+    counts = model.counts
+    np.testing.assert_array_equal(prob, (counts[..., 1] + 1.0) / (counts.sum(axis=-1) + 2.0))
     assert prob[0, 1, 0] == pytest.approx(1.0 / 101.0)  # never active: 1 / (n + 2)
     assert model.prior is None
 
