@@ -254,3 +254,28 @@ def test_anchor_is_an_exponentially_weighted_mean_of_the_window() -> None:
     window = scaled[35:40, 1]
     assert anchor[0] == pytest.approx(float(window @ smooth), rel=1e-6)
     np.testing.assert_allclose(sequence[0, :, 0], window - anchor[0], rtol=1e-5, atol=1e-6)
+
+
+def test_inference_runs_numpy_blas_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [int(lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before  # numpy's BLAS is loaded
+    with lstm_module.single_threaded_blas():
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before  # restored
+    # and predict_at runs its inference inside it
+    seen: list[list[int]] = []
+    infer = LstmForecaster._infer
+
+    def spy(self: LstmForecaster, *args: object, **kwargs: object) -> object:
+        seen.append(blas_threads())
+        return infer(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    model = make_forecaster("lstm", horizon=3, **TINY).fit(series_without_exog())
+    monkeypatch.setattr(LstmForecaster, "_infer", spy)
+    model.predict_at(series_without_exog(), np.array([120]), 3)
+    assert seen == [[1] * len(before)]
