@@ -30,6 +30,7 @@ from netscaffold.predict.lstm_features import (
     Scaler,
     ends_in,
     pair_ends,
+    standardised_log,
 )
 from netscaffold.predict.series import DAY_S, PairSeries
 
@@ -730,10 +731,10 @@ def _standardise_torch(scaler: Scaler, values: FloatArray) -> npt.NDArray[np.flo
     the same up to the last bit of the float64 logarithm."""
     import torch
 
-    logged = torch.log1p(torch.from_numpy(np.asarray(values, dtype=np.float64))).numpy()
-    logged -= scaler.mu
-    logged /= scaler.sd
-    return logged.astype(np.float32)
+    def torch_log1p(x: FloatArray) -> FloatArray:
+        return np.asarray(torch.log1p(torch.from_numpy(x)).numpy())
+
+    return standardised_log(values, scaler.mu, scaler.sd, torch_log1p)
 
 
 def _standardise_rows(

@@ -11,6 +11,7 @@ whole matrix, level-invariant the same way) and any exogenous telemetry features
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,20 @@ F32Array = npt.NDArray[np.float32]
 SD_FLOOR = 0.05
 IDLE_MARGIN = 1e-3
 """Standardised margin above the idle level under which a step counts as idle (float32 rounding)."""
+
+
+def standardised_log(
+    values: FloatArray,
+    mu: FloatArray,
+    sd: FloatArray,
+    log1p: Callable[[FloatArray], FloatArray] = np.log1p,
+) -> F32Array:
+    """``(log1p(values) - mu) / sd`` as float32, in float64 and in place after the logarithm: how pair
+    values and node totals are standardised (``log1p``: another implementation of it, e.g. torch's)."""
+    logged = log1p(np.asarray(values, dtype=np.float64))
+    logged -= mu
+    logged /= sd
+    return logged.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -47,11 +62,7 @@ class Scaler:
         )
 
     def standardise(self, values: FloatArray) -> F32Array:
-        # in place from here: the same float64 operations as before, fewer temporaries
-        logged = np.log1p(np.asarray(values, dtype=np.float64))
-        logged -= self.mu
-        logged /= self.sd
-        return logged.astype(np.float32)
+        return standardised_log(values, self.mu, self.sd)
 
     def idle_level(self) -> FloatArray:
         """Per pair, the standardised value of 0 bit/s (a step above it carried traffic)."""
@@ -184,10 +195,7 @@ class NetworkContext:
 
     def standardised_totals(self, totals: FloatArray) -> F32Array:
         """``[T, 2N + 1]`` node and network totals -> their standardised logs, float32."""
-        logged = np.log1p(totals)
-        logged -= self.mu
-        logged /= self.sd
-        return logged.astype(np.float32)
+        return standardised_log(totals, self.mu, self.sd)
 
 
 class ContextTable:
